@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what the tests and the demo run against: real MariaDB, Galera, HAProxy and
+# the tools the tests drive. Idempotent; needs root on Debian 12.
+set -euo pipefail
+
+PACKAGES=(mariadb-server mariadb-client galera-4 rsync haproxy curl ca-certificates
+          prometheus monitoring-plugins-basic systemd xinetd wrk)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    # The tests start their own servers on their own ports: keep the distribution's
+    # packages from starting a system MariaDB (or anything else) on install.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || {
+    echo "cargo not found: install a Rust toolchain (https://rustup.rs) first" >&2
+    exit 1
+}

@@ -1,0 +1,269 @@
+//! HAProxy agent-check port: one line per connection, then close.
+//!
+//! Syntax HAProxy 2.x parses: `up ready 100%`, `up ready 40%` (the bare percentage:
+//! HAProxy 2.6 ignores `weight:40%`), `drain`, `maint`, `down #<reason>`, and
+//! `drain down #maintenance: <reason>` for a server in maintenance that is also down.
+//! If HAProxy sends a line first (`agent-send "replica max_lag=20s\n"`), it selects the
+//! role and lag bound; we wait at most ~100 ms for it, then answer the default role.
+//! Invariants: the reply is one line of printable ASCII; reasons are our own phrases.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{parse_duration, Agent, AgentMaintenance, Config};
+use crate::serve::{accept_error, Ctx};
+use crate::verdict::{evaluate, Role, State, Verdict};
+
+const SEND_WAIT: Duration = Duration::from_millis(100);
+
+/// What an `agent-send` line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ask {
+    pub role: Role,
+    pub max_lag: Option<Duration>,
+}
+
+/// Parse `"<role> [max_lag=<d>|lag=<d>]"`; an empty line means the default role.
+pub fn parse_ask(line: &str, default: Role) -> Result<Ask, String> {
+    let mut words = line.split_whitespace();
+    let role = match words.next() {
+        None => default,
+        Some(w) => Role::parse(w.trim_start_matches('/'))
+            .ok_or_else(|| format!("unknown role {}", clean(w)))?,
+    };
+    let mut max_lag = None;
+    for w in words {
+        let (k, v) = w.split_once('=').unwrap_or((w, ""));
+        match k {
+            "max_lag" | "lag" => {
+                max_lag = Some(parse_duration(v).ok_or_else(|| format!("invalid {}", clean(w)))?)
+            }
+            _ => return Err(format!("unknown parameter {}", clean(w))),
+        }
+    }
+    Ok(Ask { role, max_lag })
+}
+
+fn clean(s: &str) -> String {
+    s.chars()
+        .take(40)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
+/// The weight for a replica lagging `lag` seconds: 100% up to `soft_lag`, falling
+/// linearly to `min_weight` at the hard bound.
+pub fn weight(lag: Option<u64>, agent: &Agent, hard: Duration) -> u8 {
+    let Some(lag) = lag else { return 100 };
+    let lag = Duration::from_secs(lag);
+    if lag <= agent.soft_lag || hard <= agent.soft_lag {
+        return 100;
+    }
+    if lag >= hard {
+        return agent.min_weight;
+    }
+    let span = (hard - agent.soft_lag).as_secs_f64();
+    let frac = (lag - agent.soft_lag).as_secs_f64() / span;
+    let w = 100.0 - frac * (100.0 - f64::from(agent.min_weight));
+    (w.round() as u8).clamp(agent.min_weight, 100)
+}
+
+/// The reply line (with its newline) for a verdict.
+pub fn line(v: &Verdict, agent: &Agent, hard: Duration) -> String {
+    let reason = |s: &str| clean_reason(s);
+    match v.state {
+        State::Up => format!("up ready {}%\n", weight(v.lag, agent, hard)),
+        State::Maintenance => match agent.maintenance {
+            AgentMaintenance::Drain => "drain\n".into(),
+            AgentMaintenance::Maint => "maint\n".into(),
+        },
+        State::Down if v.maintenance => {
+            format!("drain down #maintenance: {}\n", reason(&v.reason))
+        }
+        State::Down => format!("down #{}\n", reason(&v.reason)),
+        State::Starting => "down #starting\n".into(),
+    }
+}
+
+fn clean_reason(s: &str) -> String {
+    s.chars()
+        .take(200)
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// The full answer to one agent connection, given what HAProxy sent (maybe nothing).
+pub fn answer(
+    sent: &str,
+    config: &Config,
+    shared: &crate::snapshot::Shared,
+    now: Instant,
+) -> String {
+    let ask = match parse_ask(sent, config.agent.default_role) {
+        Ok(a) => a,
+        Err(e) => return format!("down #{e}\n"),
+    };
+    let snap = shared.latest();
+    let v = evaluate(snap.as_deref(), now, &config.check, ask.role, ask.max_lag);
+    line(
+        &v,
+        &config.agent,
+        ask.max_lag.unwrap_or(config.check.max_replication_lag),
+    )
+}
+
+pub async fn agent_loop(
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let Some(admission) = ctx.admit(peer.ip()) else {
+                    continue;
+                };
+                let ctx = ctx.clone();
+                tracker.spawn(async move {
+                    handle(stream, admission.peer, &ctx).await;
+                    drop(admission);
+                });
+            }
+            Err(e) => accept_error(e).await,
+        }
+    }
+}
+
+async fn handle(mut stream: TcpStream, _peer: IpAddr, ctx: &Ctx) {
+    let mut buf = Vec::with_capacity(128);
+    let mut chunk = [0u8; 256];
+    let until = tokio::time::Instant::now() + SEND_WAIT;
+    while buf.len() < 512 && !buf.contains(&b'\n') {
+        match tokio::time::timeout_at(until, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let first = text.lines().next().unwrap_or("");
+    let cfg = ctx.config.load_full();
+    let reply = answer(first, &cfg, &ctx.shared, Instant::now());
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(reply.as_bytes())).await;
+    let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent() -> Agent {
+        Agent {
+            default_role: Role::Health,
+            maintenance: AgentMaintenance::Drain,
+            soft_lag: Duration::from_secs(10),
+            min_weight: 10,
+        }
+    }
+
+    fn v(state: State, reason: &str, maintenance: bool, lag: Option<u64>) -> Verdict {
+        Verdict {
+            role: Role::Replica,
+            state,
+            reason: reason.into(),
+            maintenance,
+            lag,
+        }
+    }
+
+    #[test]
+    fn asks() {
+        assert_eq!(
+            parse_ask("", Role::Primary),
+            Ok(Ask {
+                role: Role::Primary,
+                max_lag: None
+            })
+        );
+        assert_eq!(
+            parse_ask("replica max_lag=20s", Role::Health),
+            Ok(Ask {
+                role: Role::Replica,
+                max_lag: Some(Duration::from_secs(20))
+            })
+        );
+        assert_eq!(
+            parse_ask("slave lag=5", Role::Health).unwrap().max_lag,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            parse_ask("bogus", Role::Health),
+            Err("unknown role bogus".into())
+        );
+        assert!(parse_ask("replica max_lag=x", Role::Health).is_err());
+    }
+
+    #[test]
+    fn weights_fall_between_soft_and_hard() {
+        let a = agent();
+        let hard = Duration::from_secs(30);
+        assert_eq!(weight(None, &a, hard), 100);
+        assert_eq!(weight(Some(5), &a, hard), 100);
+        assert_eq!(weight(Some(10), &a, hard), 100);
+        assert_eq!(weight(Some(20), &a, hard), 55);
+        assert_eq!(weight(Some(30), &a, hard), 10);
+        assert_eq!(weight(Some(99), &a, hard), 10);
+    }
+
+    #[test]
+    fn lines() {
+        let a = agent();
+        let hard = Duration::from_secs(30);
+        assert_eq!(
+            line(&v(State::Up, "", false, None), &a, hard),
+            "up ready 100%\n"
+        );
+        assert_eq!(
+            line(&v(State::Up, "", false, Some(20)), &a, hard),
+            "up ready 55%\n"
+        );
+        assert_eq!(
+            line(&v(State::Maintenance, "x", true, None), &a, hard),
+            "drain\n"
+        );
+        let mut m = agent();
+        m.maintenance = AgentMaintenance::Maint;
+        assert_eq!(
+            line(&v(State::Maintenance, "x", true, None), &m, hard),
+            "maint\n"
+        );
+        assert_eq!(
+            line(&v(State::Down, "connection refused", false, None), &a, hard),
+            "down #connection refused\n"
+        );
+        assert_eq!(
+            line(&v(State::Down, "connection refused", true, None), &a, hard),
+            "drain down #maintenance: connection refused\n"
+        );
+        assert_eq!(
+            line(&v(State::Starting, "", false, None), &a, hard),
+            "down #starting\n"
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! Request → response for every HTTP path: the routing table of SPEC §4.
+//!
+//! Invariants: never touches MySQL (one snapshot load, one pure evaluation); an
+//! unknown path is `400` listing the known ones (a `404` would drain every server
+//! under `disable-on-404` after a typo); `/status` and `/metrics` only for admin
+//! peers; no server-supplied text in health bodies.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::config::{parse_duration, Config};
+use crate::http::{query_pairs, sanitize, Request, Response, JSON, METRICS};
+use crate::snapshot::Shared;
+use crate::status;
+use crate::verdict::{evaluate, Role, State};
+
+pub const KNOWN_PATHS: &str = "/, /health, /primary (/master, /read-write, /rw), /replica (/slave), /read-only (/ro), /live, /status, /metrics";
+
+/// The paths, as metric label values (a fixed set: unknown paths are `other`).
+pub const ENDPOINT_LABELS: &[&str] = &[
+    "health",
+    "primary",
+    "replica",
+    "read-only",
+    "live",
+    "status",
+    "metrics",
+    "other",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Role(Role),
+    Live,
+    Status,
+    Metrics,
+}
+
+impl Endpoint {
+    pub fn from_path(path: &str) -> Option<Endpoint> {
+        // A trailing slash is harmless (`/primary/`).
+        let p = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
+        Some(match p {
+            "/live" => Endpoint::Live,
+            "/status" => Endpoint::Status,
+            "/metrics" => Endpoint::Metrics,
+            "/" | "*" => Endpoint::Role(Role::Health),
+            _ => Endpoint::Role(Role::parse(p.strip_prefix('/')?).filter(|_| p != "/")?),
+        })
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Role(r) => r.name(),
+            Endpoint::Live => "live",
+            Endpoint::Status => "status",
+            Endpoint::Metrics => "metrics",
+        }
+    }
+}
+
+/// What the responder needs besides the request.
+pub struct View<'a> {
+    pub config: &'a Config,
+    pub shared: &'a Shared,
+    pub peer: IpAddr,
+    pub now: Instant,
+    /// Rendered `/metrics` text, produced by the caller only when asked.
+    pub metrics: &'a dyn Fn() -> String,
+}
+
+/// The answer to one parsed request, and the endpoint label for metrics.
+pub fn respond(req: &Request, v: &View<'_>) -> (Response, &'static str) {
+    let Some(ep) = Endpoint::from_path(&req.path) else {
+        let body = format!(
+            "unknown path {}; known paths: {KNOWN_PATHS}",
+            sanitize(&req.path)
+        );
+        return (Response::text(400, body), "other");
+    };
+    let label = ep.label();
+    let params = req.query.as_deref().map(query_pairs).unwrap_or_default();
+    let r = match ep {
+        Endpoint::Role(role) => role_response(role, &params, v),
+        Endpoint::Live => no_params(&params).unwrap_or_else(|| live(v)),
+        Endpoint::Status | Endpoint::Metrics if !admin(v) => {
+            Response::text(403, "forbidden: not in listen.admin_allow")
+        }
+        Endpoint::Status => no_params(&params).unwrap_or_else(|| {
+            Response::with_type(200, JSON, status::render(v.config, v.shared, v.now))
+        }),
+        Endpoint::Metrics => {
+            no_params(&params).unwrap_or_else(|| Response::with_type(200, METRICS, (v.metrics)()))
+        }
+    };
+    (r, label)
+}
+
+fn admin(v: &View<'_>) -> bool {
+    crate::access::allowed(&v.config.listen.admin_allow, v.peer)
+}
+
+fn no_params(params: &[(String, String)]) -> Option<Response> {
+    params
+        .first()
+        .map(|(k, _)| Response::text(400, format!("unknown parameter {}", sanitize(k))))
+}
+
+/// `max_lag` (alias `lag`): seconds or a duration.
+pub fn lag_param(role: Role, params: &[(String, String)]) -> Result<Option<Duration>, String> {
+    let mut lag = None;
+    for (k, val) in params {
+        match k.as_str() {
+            "max_lag" | "lag" if role.takes_lag() => match parse_duration(val) {
+                Some(d) => lag = Some(d),
+                None => {
+                    return Err(format!(
+                        "invalid {}={}: expected seconds or a duration such as 10s or 1m",
+                        sanitize(k),
+                        sanitize(val)
+                    ))
+                }
+            },
+            _ => {
+                return Err(format!(
+                    "unknown parameter {} for {}",
+                    sanitize(k),
+                    role.name()
+                ))
+            }
+        }
+    }
+    Ok(lag)
+}
+
+fn role_response(role: Role, params: &[(String, String)], v: &View<'_>) -> Response {
+    let max_lag = match lag_param(role, params) {
+        Ok(l) => l,
+        Err(e) => return Response::text(400, e),
+    };
+    let snap = v.shared.latest();
+    let verdict = evaluate(snap.as_deref(), v.now, &v.config.check, role, max_lag);
+    let status = match verdict.state {
+        State::Up => 200,
+        State::Maintenance => v.config.check.maintenance_status,
+        State::Down | State::Starting => 503,
+    };
+    Response::text(status, verdict.line())
+}
+
+fn live(v: &View<'_>) -> Response {
+    match v.shared.since_progress(v.now) {
+        Some(age) if age <= v.config.check.stale_after => Response::text(200, "live: up"),
+        Some(age) => Response::text(
+            503,
+            format!("live: down - checker stuck for {:.1}s", age.as_secs_f64()),
+        ),
+        None => Response::text(503, "live: starting"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_aliases() {
+        use Endpoint::*;
+        assert_eq!(
+            Endpoint::from_path("/"),
+            Some(Role(crate::verdict::Role::Health))
+        );
+        assert_eq!(
+            Endpoint::from_path("/health"),
+            Some(Role(crate::verdict::Role::Health))
+        );
+        for p in ["/primary", "/master", "/read-write", "/rw", "/primary/"] {
+            assert_eq!(
+                Endpoint::from_path(p),
+                Some(Role(crate::verdict::Role::Primary)),
+                "{p}"
+            );
+        }
+        for p in ["/replica", "/slave"] {
+            assert_eq!(
+                Endpoint::from_path(p),
+                Some(Role(crate::verdict::Role::Replica))
+            );
+        }
+        for p in ["/read-only", "/ro"] {
+            assert_eq!(
+                Endpoint::from_path(p),
+                Some(Role(crate::verdict::Role::ReadOnly))
+            );
+        }
+        assert_eq!(Endpoint::from_path("/live"), Some(Live));
+        assert_eq!(Endpoint::from_path("/status"), Some(Status));
+        assert_eq!(Endpoint::from_path("/metrics"), Some(Metrics));
+        assert_eq!(Endpoint::from_path("/primry"), None);
+        assert_eq!(Endpoint::from_path("//"), None);
+        assert_eq!(
+            Endpoint::from_path("/Primary"),
+            Some(Role(crate::verdict::Role::Primary))
+        );
+    }
+
+    #[test]
+    fn lag_parameters() {
+        let p = |s: &str| query_pairs(s);
+        assert_eq!(
+            lag_param(Role::Replica, &p("lag=10")),
+            Ok(Some(Duration::from_secs(10)))
+        );
+        assert_eq!(
+            lag_param(Role::ReadOnly, &p("max_lag=1m")),
+            Ok(Some(Duration::from_secs(60)))
+        );
+        assert!(lag_param(Role::Replica, &p("lag=soon"))
+            .unwrap_err()
+            .contains("lag=soon"));
+        assert!(lag_param(Role::Primary, &p("lag=1"))
+            .unwrap_err()
+            .contains("unknown parameter lag"));
+        assert!(lag_param(Role::Replica, &p("lga=1")).is_err());
+        assert_eq!(lag_param(Role::Health, &p("")), Ok(None));
+    }
+}

@@ -1,0 +1,420 @@
+//! What a probe round learned about the server, and the pure decoding of MySQL replies
+//! into it.
+//!
+//! Invariants: decoding never panics (values are read with `get_opt`-style lookups and
+//! kept as text until a rule needs them); a fact the server does not have is `None`,
+//! never an error; server-supplied message text is kept only in [`ServerError::message`],
+//! already redacted, and only `/status` and logs show it, never a health body.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The core variables read in one round trip at the start of every round.
+pub const CORE_VARIABLES: &[&str] = &[
+    "read_only",
+    "super_read_only",
+    "offline_mode",
+    "version",
+    "version_comment",
+    "wsrep_on",
+    "wsrep_provider",
+    "group_replication_group_name",
+    "server_uuid",
+];
+
+pub fn core_variables_sql() -> String {
+    let names: Vec<String> = CORE_VARIABLES.iter().map(|v| format!("'{v}'")).collect();
+    format!(
+        "SHOW GLOBAL VARIABLES WHERE Variable_name IN ({})",
+        names.join(",")
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    MariaDb,
+    MySql,
+    Percona,
+}
+
+impl Flavour {
+    /// From `version` and `version_comment` (`10.11.6-MariaDB-0+deb12u1`,
+    /// `8.0.36-28` + `Percona Server (GPL)…`, `8.0.36` + `MySQL Community Server`).
+    pub fn detect(version: &str, comment: &str) -> Flavour {
+        let v = version.to_ascii_lowercase();
+        let c = comment.to_ascii_lowercase();
+        if v.contains("mariadb") || c.contains("mariadb") {
+            Flavour::MariaDb
+        } else if c.contains("percona") {
+            Flavour::Percona
+        } else {
+            Flavour::MySql
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavour::MariaDb => "mariadb",
+            Flavour::MySql => "mysql",
+            Flavour::Percona => "percona",
+        }
+    }
+}
+
+/// `(major, minor, patch)` from a version string; unknown parts are 0.
+pub fn version_triple(version: &str) -> (u16, u16, u16) {
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u16>().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
+}
+
+/// An error reply from the server: a fact about it, not a broken connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    pub code: u16,
+    /// Redacted (see [`redact`]): for `/status` and logs only.
+    pub message: String,
+}
+
+impl ServerError {
+    pub fn new(code: u16, message: &str) -> Self {
+        ServerError {
+            code,
+            message: redact(message),
+        }
+    }
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error {}", self.code)
+    }
+}
+
+/// Server text made safe to show an admin: quoted literals (user names, hosts, row
+/// values) become `'…'`, and at most 120 characters remain.
+pub fn redact(message: &str) -> String {
+    let mut out = String::new();
+    let mut quote: Option<char> = None;
+    for ch in message.chars() {
+        match quote {
+            Some(q) if ch == q => {
+                out.push('…');
+                out.push(q);
+                quote = None;
+            }
+            Some(_) => {}
+            None if matches!(ch, '\'' | '"' | '`') => {
+                out.push(ch);
+                quote = Some(ch);
+            }
+            None if ch.is_control() => out.push(' '),
+            None => out.push(ch),
+        }
+    }
+    if let Some(q) = quote {
+        out.push('…');
+        out.push(q);
+    }
+    if out.chars().count() > 120 {
+        out = out.chars().take(119).collect();
+        out.push('…');
+    }
+    out
+}
+
+/// Why an optional step (replication, Galera, Group Replication) has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    pub reason: crate::probe::Reason,
+    pub code: Option<u16>,
+}
+
+impl StepFailure {
+    /// Our own phrase, safe for bodies.
+    pub fn phrase(&self) -> String {
+        use crate::probe::Reason;
+        let code = self
+            .code
+            .map(|c| format!(" (error {c})"))
+            .unwrap_or_default();
+        match self.reason {
+            Reason::Privilege => format!("missing privilege{code}"),
+            Reason::Timeout => "timeout".to_string(),
+            Reason::Io => "connection lost".to_string(),
+            r => format!("{}{code}", r.as_str()),
+        }
+    }
+}
+
+/// An optional fact: not asked for, known, or failed (with why).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum OptionalFact<T> {
+    #[default]
+    NotCollected,
+    Known(T),
+    Failed(StepFailure),
+}
+
+/// One async replication channel (a row of `SHOW REPLICA STATUS` / `SHOW ALL
+/// REPLICAS STATUS`), in either naming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// `Connection_name` (MariaDB) / `Channel_Name` (MySQL); `""` is the default one.
+    pub name: String,
+    /// `Yes`, `No`, `Connecting`, ... as the server says.
+    pub io_state: String,
+    pub sql_state: String,
+    /// Seconds behind; `None` when the server says NULL (not healthy).
+    pub lag: Option<u64>,
+    pub last_io_errno: u32,
+    pub last_sql_errno: u32,
+}
+
+impl Channel {
+    pub fn io_running(&self) -> bool {
+        self.io_state.eq_ignore_ascii_case("yes")
+    }
+
+    pub fn sql_running(&self) -> bool {
+        self.sql_state.eq_ignore_ascii_case("yes")
+    }
+
+    /// Decode one status row given as (column name, value) pairs. Both the MySQL 8
+    /// (`Replica_*`, `Seconds_Behind_Source`) and the older/MariaDB naming
+    /// (`Slave_*`, `Seconds_Behind_Master`) are understood.
+    pub fn from_row(cols: &[(String, Option<String>)]) -> Channel {
+        let get = |names: &[&str]| -> Option<&str> {
+            cols.iter()
+                .find(|(c, _)| names.iter().any(|n| c.eq_ignore_ascii_case(n)))
+                .and_then(|(_, v)| v.as_deref())
+        };
+        let num =
+            |names: &[&str]| -> u32 { get(names).and_then(|v| v.trim().parse().ok()).unwrap_or(0) };
+        Channel {
+            name: get(&["Connection_name", "Channel_Name", "Channel_name"])
+                .unwrap_or("")
+                .to_string(),
+            io_state: get(&["Slave_IO_Running", "Replica_IO_Running"])
+                .unwrap_or("")
+                .to_string(),
+            sql_state: get(&["Slave_SQL_Running", "Replica_SQL_Running"])
+                .unwrap_or("")
+                .to_string(),
+            lag: get(&["Seconds_Behind_Master", "Seconds_Behind_Source"])
+                .and_then(|v| v.trim().parse().ok()),
+            last_io_errno: num(&["Last_IO_Errno"]),
+            last_sql_errno: num(&["Last_SQL_Errno"]),
+        }
+    }
+}
+
+/// Which statement lists every replication channel, by flavour and version; and the
+/// older syntax to fall back to on a syntax error (1064) only.
+pub fn replication_sql(
+    flavour: Flavour,
+    version: (u16, u16, u16),
+) -> (&'static str, Option<&'static str>) {
+    match flavour {
+        // A named (multi-source) connection does not appear in plain SHOW REPLICA
+        // STATUS on MariaDB: ALL is required.
+        Flavour::MariaDb if version >= (10, 5, 1) => {
+            ("SHOW ALL REPLICAS STATUS", Some("SHOW ALL SLAVES STATUS"))
+        }
+        Flavour::MariaDb => ("SHOW ALL SLAVES STATUS", None),
+        _ if version >= (8, 0, 22) => ("SHOW REPLICA STATUS", Some("SHOW SLAVE STATUS")),
+        _ => ("SHOW SLAVE STATUS", None),
+    }
+}
+
+/// What one successful round knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    /// Core variables by lower-case name; a variable the server lacks is absent.
+    pub variables: BTreeMap<String, String>,
+    pub flavour: Flavour,
+    /// The outcome of `check.query`: an error reply is a fact (down), not a reason to
+    /// drop the connection.
+    pub query: Result<(), ServerError>,
+    /// Async replication channels, all of them (selection is policy, in verdicts).
+    pub channels: OptionalFact<Vec<Channel>>,
+}
+
+impl Facts {
+    pub fn from_variables(rows: impl IntoIterator<Item = (String, String)>) -> Facts {
+        let variables: BTreeMap<String, String> = rows
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        let flavour = Flavour::detect(
+            variables.get("version").map(String::as_str).unwrap_or(""),
+            variables
+                .get("version_comment")
+                .map(String::as_str)
+                .unwrap_or(""),
+        );
+        Facts {
+            variables,
+            flavour,
+            query: Ok(()),
+            channels: OptionalFact::NotCollected,
+        }
+    }
+
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.variables.get(name).map(String::as_str)
+    }
+
+    pub fn version(&self) -> &str {
+        self.var("version").unwrap_or("")
+    }
+
+    /// `read_only` counts as on unless `OFF`/`0` (MariaDB 12 adds `NO_LOCK`, … which
+    /// are all "on"). `None` when the server did not report it.
+    pub fn read_only(&self) -> Option<bool> {
+        self.var("read_only").map(is_on_unless_off)
+    }
+
+    /// MariaDB has no `super_read_only`: absent means off.
+    pub fn super_read_only(&self) -> bool {
+        self.var("super_read_only").is_some_and(is_on_unless_off)
+    }
+
+    pub fn offline_mode(&self) -> bool {
+        self.var("offline_mode").is_some_and(is_on_unless_off)
+    }
+}
+
+fn is_on_unless_off(v: &str) -> bool {
+    !(v.eq_ignore_ascii_case("off") || v == "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(pairs: &[(&str, &str)]) -> Facts {
+        Facts::from_variables(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn flavours() {
+        assert_eq!(
+            Flavour::detect("10.11.6-MariaDB-0+deb12u1", "Debian 12"),
+            Flavour::MariaDb
+        );
+        assert_eq!(
+            Flavour::detect("8.0.36-28", "Percona Server (GPL), Release 28"),
+            Flavour::Percona
+        );
+        assert_eq!(
+            Flavour::detect("8.0.36", "MySQL Community Server - GPL"),
+            Flavour::MySql
+        );
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(version_triple("10.11.6-MariaDB-0+deb12u1"), (10, 11, 6));
+        assert_eq!(version_triple("8.0.22"), (8, 0, 22));
+        assert_eq!(version_triple("garbage"), (0, 0, 0));
+        assert_eq!(version_triple(""), (0, 0, 0));
+    }
+
+    #[test]
+    fn read_only_values() {
+        assert_eq!(facts(&[("read_only", "OFF")]).read_only(), Some(false));
+        assert_eq!(facts(&[("read_only", "0")]).read_only(), Some(false));
+        assert_eq!(facts(&[("read_only", "ON")]).read_only(), Some(true));
+        assert_eq!(facts(&[("READ_ONLY", "NO_LOCK")]).read_only(), Some(true));
+        assert_eq!(facts(&[]).read_only(), None);
+        assert!(!facts(&[]).super_read_only());
+        assert!(facts(&[("super_read_only", "ON")]).super_read_only());
+    }
+
+    #[test]
+    fn redaction_hides_literals_and_bounds_length() {
+        assert_eq!(
+            redact("Access denied for user 'app'@'10.1.2.3' (using password: YES)"),
+            "Access denied for user '…'@'…' (using password: YES)"
+        );
+        assert_eq!(redact("unterminated 'secret"), "unterminated '…'");
+        let long = "x".repeat(500);
+        assert_eq!(redact(&long).chars().count(), 120);
+        assert_eq!(redact("a\nb"), "a b");
+    }
+
+    fn row(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect()
+    }
+
+    #[test]
+    fn channels_in_both_namings() {
+        let maria = Channel::from_row(&row(&[
+            ("Connection_name", Some("east")),
+            ("Slave_IO_Running", Some("Yes")),
+            ("Slave_SQL_Running", Some("Yes")),
+            ("Seconds_Behind_Master", Some("7")),
+            ("Last_IO_Errno", Some("0")),
+        ]));
+        assert_eq!(maria.name, "east");
+        assert!(maria.io_running() && maria.sql_running());
+        assert_eq!(maria.lag, Some(7));
+        let mysql8 = Channel::from_row(&row(&[
+            ("Replica_IO_Running", Some("Connecting")),
+            ("Replica_SQL_Running", Some("Yes")),
+            ("Seconds_Behind_Source", None),
+            ("Last_IO_Errno", Some("2003")),
+            ("Channel_Name", Some("")),
+        ]));
+        assert_eq!(mysql8.name, "");
+        assert!(!mysql8.io_running());
+        assert_eq!(mysql8.lag, None);
+        assert_eq!(mysql8.last_io_errno, 2003);
+        // Garbage never panics: everything unknown is empty/absent.
+        let junk = Channel::from_row(&row(&[("Seconds_Behind_Master", Some("-x"))]));
+        assert_eq!(junk.lag, None);
+        assert_eq!(junk.io_state, "");
+    }
+
+    #[test]
+    fn replication_statement_by_version() {
+        assert_eq!(
+            replication_sql(Flavour::MariaDb, (10, 11, 6)).0,
+            "SHOW ALL REPLICAS STATUS"
+        );
+        assert_eq!(
+            replication_sql(Flavour::MariaDb, (10, 4, 0)).0,
+            "SHOW ALL SLAVES STATUS"
+        );
+        assert_eq!(
+            replication_sql(Flavour::MySql, (8, 0, 22)).0,
+            "SHOW REPLICA STATUS"
+        );
+        assert_eq!(
+            replication_sql(Flavour::MySql, (8, 0, 21)).0,
+            "SHOW SLAVE STATUS"
+        );
+        assert_eq!(
+            replication_sql(Flavour::Percona, (5, 7, 44)).0,
+            "SHOW SLAVE STATUS"
+        );
+    }
+
+    #[test]
+    fn core_sql_lists_every_variable() {
+        let sql = core_variables_sql();
+        for v in CORE_VARIABLES {
+            assert!(sql.contains(&format!("'{v}'")));
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `mysqlchk inetd`: one HTTP exchange on stdin/stdout, for xinetd or systemd
+//! `Accept=yes` — a drop-in for the classic script.
+//!
+//! Invariants: nothing is ever written to stderr (it is the client's socket there: the
+//! caller points fd 2 at /dev/null before anything else); one deadline covers reading
+//! the request, the direct round and the write; the exit status is always 0; the
+//! answer is the same as the daemon's for the same facts (shared evaluation).
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+
+use crate::access::allowed;
+use crate::config::{self, Config};
+use crate::endpoints::{respond, View};
+use crate::http::{parse, Method, Parsed, Request, Response, MAX_REQUEST};
+use crate::metrics::Metrics;
+use crate::snapshot::Shared;
+
+/// The peer on stdin when it is a TCP socket; `None` for a pipe or terminal.
+fn stdin_peer() -> Option<IpAddr> {
+    let stdin = std::io::stdin();
+    let sock = socket2::SockRef::from(&stdin);
+    sock.peer_addr().ok()?.as_socket().map(|a| a.ip())
+}
+
+pub fn run(cli_path: Option<&Path>) -> i32 {
+    crate::sys::silence_stderr();
+    let env = config::process_env();
+    let (path, explicit) = config::config_path(cli_path, &env);
+    let reply = match config::load(&path, explicit, &env) {
+        Ok(loaded) => exchange(&loaded.config),
+        Err(_) => Response::text(
+            503,
+            "health: down - mysqlchk configuration invalid (run mysqlchk validate)",
+        )
+        .render(0, false),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&reply);
+    let _ = out.flush();
+    0
+}
+
+/// The whole budget: request read, connect, three steps, and a little slack.
+fn budget(cfg: &Config) -> Duration {
+    cfg.listen.request_timeout + cfg.mysql.connect_timeout + cfg.check.timeout * 3
+}
+
+fn exchange(cfg: &Config) -> Vec<u8> {
+    let peer = stdin_peer();
+    if let Some(ip) = peer {
+        if !allowed(&cfg.listen.allow, ip) {
+            // As the daemon: not a byte for a peer outside the allowlist.
+            return Vec::new();
+        }
+    }
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Response::text(503, "health: down - internal error").render(0, false);
+    };
+    let started = Instant::now();
+    let deadline = started + budget(cfg);
+    let out = rt.block_on(async {
+        let req = match read_request(cfg.listen.request_timeout).await {
+            Ok(r) => r,
+            Err(resp) => return resp.render(1, false),
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let shared = Shared::new();
+        match tokio::time::timeout(left, crate::checker::direct_round(cfg)).await {
+            Ok(snap) => shared.publish(snap),
+            Err(_) => {
+                return Response::text(503, "health: down - timeout").render(req.minor, false);
+            }
+        }
+        let metrics = Metrics::new();
+        let now = Instant::now();
+        let render = || metrics.render(cfg, &shared, now);
+        let view = View {
+            config: cfg,
+            shared: &shared,
+            peer: peer.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            now,
+            metrics: &render,
+        };
+        let (resp, _) = respond(&req, &view);
+        resp.render(req.minor, req.method == Method::Head)
+    });
+    // The stdin reader may still be blocked in a read: do not wait for it.
+    rt.shutdown_background();
+    out
+}
+
+/// Read one request head from stdin. A client that sends nothing and closes gets the
+/// health answer, as the classic script (which never read) gave it.
+async fn read_request(limit: Duration) -> Result<Request, Response> {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        let n = match tokio::time::timeout_at(until, stdin.read(&mut chunk)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => 0,
+            Err(_) => return Err(Response::text(408, "request timeout")),
+        };
+        if n == 0 {
+            if buf.is_empty() {
+                return Ok(Request {
+                    method: Method::Get,
+                    path: "/".into(),
+                    query: None,
+                    minor: 0,
+                });
+            }
+            return Err(Response::text(400, "incomplete request"));
+        }
+        let room = MAX_REQUEST.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..n.min(room)]);
+        match parse(&buf) {
+            Parsed::Partial => continue,
+            Parsed::Complete(r) => return Ok(r),
+            Parsed::Reject(r) => return Err(r),
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The `mysqlchk` binary: a synchronous `main` that parses the command line, loads and
+//! validates the config *before* binding anything, then builds the runtime it needs.
+//! Exit codes follow SPEC §3 (78 = EX_CONFIG for `serve`, 3 = UNKNOWN elsewhere).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use mysqlchk::config::{self, Config, LogFormat};
+use mysqlchk::verdict::Role;
+use mysqlchk::{checker, daemon, inetd, maintenance, plugin};
+
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "mysqlchk",
+    version,
+    about = "Health-check agent for MySQL / MariaDB / Percona behind HAProxy",
+    long_about = None
+)]
+struct Cli {
+    /// Config file (default /etc/mysqlchk/mysqlchk.toml, or $MYSQLCHK_CONFIG)
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (HTTP checks, agent-check port)
+    Serve,
+    /// Run one direct check and print one monitoring-plugin line
+    Check {
+        /// health, primary, replica, read-only (or an alias)
+        #[arg(default_value = "health")]
+        role: String,
+        /// Replication lag bound for replica / read-only (e.g. 10s, 1m)
+        #[arg(long = "max-lag", value_name = "DURATION")]
+        max_lag: Option<String>,
+    },
+    /// Answer one HTTP request on stdin/stdout (xinetd, systemd Accept=yes)
+    Inetd,
+    /// Validate the config and print the effective settings (secrets masked)
+    Validate,
+    /// Drain this server gracefully (persisted in check.maintenance_file)
+    Maintenance {
+        #[command(subcommand)]
+        action: MaintenanceAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaintenanceAction {
+    /// Set the maintenance flag
+    On {
+        /// Why (shown in check answers)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Clear the maintenance flag
+    Off,
+    /// Show the flag
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Inetd => inetd::run(cli.config.as_deref()),
+        Command::Serve => serve(cli.config.as_deref()),
+        Command::Check { role, max_lag } => check(cli.config.as_deref(), &role, max_lag.as_deref()),
+        Command::Validate => validate(cli.config.as_deref()),
+        Command::Maintenance { action } => maintenance_cmd(cli.config.as_deref(), action),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Load or print every error; `None` on failure.
+fn load(cli: Option<&Path>) -> Result<(Config, PathBuf, bool), config::ConfigErrors> {
+    let env = config::process_env();
+    let (path, explicit) = config::config_path(cli, &env);
+    let loaded = config::load(&path, explicit, &env)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok((loaded.config, path, explicit))
+}
+
+fn init_logging(cfg: &Config) {
+    let level = match cfg.log.level.as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false);
+    match cfg.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+}
+
+fn serve(cli: Option<&Path>) -> i32 {
+    let (cfg, path, explicit) = match load(cli) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!("mysqlchk: invalid configuration, not starting");
+            return i32::from(EX_CONFIG);
+        }
+    };
+    init_logging(&cfg);
+    let want = cfg.listen.max_connections as u64 * 2 + 64;
+    let nofile = mysqlchk::sys::raise_nofile(want);
+    let listeners = match daemon::bind_all(&cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %cfg.source,
+        mysql = %cfg.mysql.target,
+        user = %cfg.mysql.user,
+        http = ?cfg.listen.http,
+        agent = ?cfg.listen.agent,
+        interval = %config::fmt_duration(cfg.check.interval),
+        open_files = nofile,
+        "starting"
+    );
+    let rt = match runtime(2) {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    rt.block_on(daemon::run(cfg, listeners, path, explicit, shutdown));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    0
+}
+
+fn check(cli: Option<&Path>, role: &str, max_lag: Option<&str>) -> i32 {
+    let (cfg, _, _) = match load(cli) {
+        Ok(c) => c,
+        Err(errors) => {
+            println!(
+                "MYSQLCHK UNKNOWN - invalid configuration: {}",
+                errors.0.first().map(String::as_str).unwrap_or("")
+            );
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            return plugin::UNKNOWN;
+        }
+    };
+    let Some(role) = Role::parse(role.trim_start_matches('/')) else {
+        println!("MYSQLCHK UNKNOWN - unknown role {role:?} (health, primary, replica, read-only)");
+        return plugin::UNKNOWN;
+    };
+    let max_lag = match max_lag.map(config::parse_duration) {
+        None => None,
+        Some(Some(d)) => Some(d),
+        Some(None) => {
+            println!("MYSQLCHK UNKNOWN - invalid --max-lag (seconds or a duration such as 10s)");
+            return plugin::UNKNOWN;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            println!("MYSQLCHK UNKNOWN - cannot start: {e}");
+            return plugin::UNKNOWN;
+        }
+    };
+    let snap = rt.block_on(checker::direct_round(&cfg));
+    let v = plugin::evaluate_direct(&snap, &cfg.check, role, max_lag);
+    let (line, code) = plugin::report(&snap, &v);
+    println!("{line}");
+    code
+}
+
+fn validate(cli: Option<&Path>) -> i32 {
+    match load(cli) {
+        Ok((cfg, _, _)) => {
+            print!("{}", cfg.render());
+            0
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            3
+        }
+    }
+}
+
+fn maintenance_cmd(cli: Option<&Path>, action: MaintenanceAction) -> i32 {
+    let (cfg, _, _) = match load(cli) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            return 3;
+        }
+    };
+    let file = &cfg.check.maintenance_file;
+    match action {
+        MaintenanceAction::Status => {
+            match maintenance::read(file) {
+                Some(m) if m.since.is_empty() => println!("maintenance: on ({})", m.reason),
+                Some(m) => println!("maintenance: on ({}, since {})", m.reason, m.since),
+                None => println!("maintenance: off"),
+            }
+            0
+        }
+        MaintenanceAction::On { reason } => {
+            let reason = reason.unwrap_or_else(|| "maintenance".into());
+            match maintenance::write(file, &reason, std::time::SystemTime::now()) {
+                Ok(m) => {
+                    println!("maintenance: on ({}, since {})", m.reason, m.since);
+                    confirm(&cfg, true);
+                    0
+                }
+                Err(e) => {
+                    eprintln!("cannot write {}: {e}", file.display());
+                    1
+                }
+            }
+        }
+        MaintenanceAction::Off => match maintenance::clear(file) {
+            Ok(()) => {
+                println!("maintenance: off");
+                confirm(&cfg, false);
+                0
+            }
+            Err(e) => {
+                eprintln!("cannot remove {}: {e}", file.display());
+                1
+            }
+        },
+    }
+}
+
+/// Wait up to two intervals for a running daemon (on our first HTTP port, over
+/// loopback) to report the flag, and say whether it did.
+fn confirm(cfg: &Config, on: bool) {
+    let Some(addr) = cfg.listen.http.first() else {
+        return;
+    };
+    let mut target = *addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(if target.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let until = std::time::Instant::now() + cfg.check.interval * 2 + Duration::from_millis(200);
+    while std::time::Instant::now() < until {
+        match daemon_maintenance(target) {
+            Some(state) if state == on => {
+                println!("confirmed by the running daemon on {target}");
+                return;
+            }
+            Some(_) => {}
+            None => {
+                println!("no running daemon answered on {target}: the flag applies when it runs");
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("the daemon on {target} did not confirm within two intervals");
+}
+
+/// Ask `/status` whether the daemon's latest snapshot carries the flag.
+fn daemon_maintenance(addr: std::net::SocketAddr) -> Option<bool> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    s.write_all(b"GET /status HTTP/1.0\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    let _ = s.take(1 << 20).read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let body = text.split_once("\r\n\r\n")?.1;
+    let doc: serde_json::Value = serde_json::from_str(body).ok()?;
+    Some(!doc["snapshot"]["maintenance"].is_null())
+}

@@ -1,0 +1,592 @@
+//! One persistent MySQL connection and the round that reads facts over it.
+//!
+//! Invariants:
+//! - every network wait is under a deadline (`mysql.connect_timeout` for the connect,
+//!   `check.timeout` per step);
+//! - a server *error reply* is a fact and keeps the connection; an I/O error, a driver
+//!   error or a timeout poisons it: it is closed with a bounded `disconnect` and never
+//!   reused (dropping a live `Conn` would make the driver spawn a cleanup task that
+//!   drains the pending result, which never ends against a stopped server: one leaked
+//!   task and socket per round);
+//! - the password lives in our [`Secret`] and is handed to the driver's options only at
+//!   the connect call; the driver's `Opts` print it in clear under `{:?}`, so they are
+//!   never formatted;
+//! - credentials files are re-read before every connect (rotation without restart).
+
+use std::fmt;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
+
+use crate::config::{Check, Credentials, Mysql, SslMode, Target};
+use crate::facts::{
+    core_variables_sql, replication_sql, version_triple, Channel, Facts, OptionalFact, ServerError,
+    StepFailure,
+};
+use crate::secret::Secret;
+
+/// Why a round failed, as named in bodies, logs and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    Refused,
+    Timeout,
+    Tls,
+    AccessDenied,
+    AccountLocked,
+    PasswordExpired,
+    HostBlocked,
+    TooManyConnections,
+    OfflineMode,
+    Privilege,
+    /// The connection broke mid-round (reset, closed by the server).
+    Io,
+    /// Any other error reply on connect.
+    ServerError,
+    Internal,
+}
+
+impl Reason {
+    pub const ALL: &'static [Reason] = &[
+        Reason::Refused,
+        Reason::Timeout,
+        Reason::Tls,
+        Reason::AccessDenied,
+        Reason::AccountLocked,
+        Reason::PasswordExpired,
+        Reason::HostBlocked,
+        Reason::TooManyConnections,
+        Reason::OfflineMode,
+        Reason::Privilege,
+        Reason::Io,
+        Reason::ServerError,
+        Reason::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Refused => "refused",
+            Reason::Timeout => "timeout",
+            Reason::Tls => "tls",
+            Reason::AccessDenied => "access_denied",
+            Reason::AccountLocked => "account_locked",
+            Reason::PasswordExpired => "password_expired",
+            Reason::HostBlocked => "host_blocked",
+            Reason::TooManyConnections => "too_many_connections",
+            Reason::OfflineMode => "offline_mode",
+            Reason::Privilege => "privilege",
+            Reason::Io => "io",
+            Reason::ServerError => "server_error",
+            Reason::Internal => "internal",
+        }
+    }
+
+    /// The checker's own account is refused: nothing about the server's health, and
+    /// usually true on every node at once (account changes replicate).
+    pub fn is_auth(self) -> bool {
+        matches!(
+            self,
+            Reason::AccessDenied | Reason::AccountLocked | Reason::PasswordExpired
+        )
+    }
+
+    /// Map a server error number to a reason (connect-time meaning).
+    pub fn from_code(code: u16) -> Reason {
+        match code {
+            1045 => Reason::AccessDenied,
+            3118 | 3955 | 4151 => Reason::AccountLocked,
+            1820 | 1862 => Reason::PasswordExpired,
+            1129 => Reason::HostBlocked,
+            1040 | 1203 => Reason::TooManyConnections,
+            3032 => Reason::OfflineMode,
+            1227 | 1142 => Reason::Privilege,
+            _ => Reason::ServerError,
+        }
+    }
+}
+
+/// Which step of a round failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Connect,
+    Core,
+    Query,
+    Replication,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Connect => "connect",
+            Step::Core => "core facts",
+            Step::Query => "check query",
+            Step::Replication => "replication status",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeError {
+    pub reason: Reason,
+    pub step: Step,
+    /// The server's error number, when there was one.
+    pub code: Option<u16>,
+    /// For logs and `/status` only (may hold redacted server text); never in a body.
+    pub detail: String,
+}
+
+impl ProbeError {
+    fn new(reason: Reason, step: Step, detail: impl Into<String>) -> Self {
+        ProbeError {
+            reason,
+            step,
+            code: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// Our own phrase, safe for health bodies: never server-supplied text.
+    pub fn phrase(&self) -> String {
+        let code = self
+            .code
+            .map(|c| format!(" (error {c})"))
+            .unwrap_or_default();
+        match self.reason {
+            Reason::Refused => "connection refused".to_string(),
+            Reason::Timeout => format!("timeout during {}", self.step.as_str()),
+            Reason::Tls => "TLS failure".to_string(),
+            Reason::AccessDenied => format!("access denied for the checker account{code}"),
+            Reason::AccountLocked => format!("checker account locked{code}"),
+            Reason::PasswordExpired => format!("checker password expired{code}"),
+            Reason::HostBlocked => format!("host blocked by the server{code}"),
+            Reason::TooManyConnections => format!("too many connections{code}"),
+            Reason::OfflineMode => format!("server in offline_mode{code}"),
+            Reason::Privilege => format!("missing privilege for {}{code}", self.step.as_str()),
+            Reason::Io => format!("connection lost during {}", self.step.as_str()),
+            Reason::ServerError => format!("server error during {}{code}", self.step.as_str()),
+            Reason::Internal => format!("internal error during {}", self.step.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.phrase())
+    }
+}
+
+/// Classify a driver error (pure, unit-tested).
+pub fn classify(err: &mysql_async::Error, step: Step) -> ProbeError {
+    use mysql_async::{DriverError, Error, IoError};
+    match err {
+        Error::Server(e) => ProbeError {
+            reason: Reason::from_code(e.code),
+            step,
+            code: Some(e.code),
+            detail: ServerError::new(e.code, &e.message).message,
+        },
+        Error::Io(IoError::Io(e)) => {
+            let reason = match e.kind() {
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                    if step == Step::Connect =>
+                {
+                    Reason::Refused
+                }
+                std::io::ErrorKind::TimedOut => Reason::Timeout,
+                _ if step == Step::Connect => Reason::Refused,
+                _ => Reason::Io,
+            };
+            ProbeError::new(reason, step, e.to_string())
+        }
+        Error::Io(IoError::Tls(e)) => ProbeError::new(Reason::Tls, step, e.to_string()),
+        Error::Driver(DriverError::NoClientSslFlagFromServer) => {
+            ProbeError::new(Reason::Tls, step, "the server does not offer TLS")
+        }
+        Error::Driver(DriverError::ConnectionClosed) => {
+            let reason = if step == Step::Connect {
+                Reason::Refused
+            } else {
+                Reason::Io
+            };
+            ProbeError::new(reason, step, "connection closed by the server")
+        }
+        Error::Driver(e) => ProbeError::new(Reason::Internal, step, e.to_string()),
+        Error::Other(e) => ProbeError::new(Reason::Internal, step, e.to_string()),
+        Error::Url(e) => ProbeError::new(Reason::Internal, step, e.to_string()),
+    }
+}
+
+/// User and password for the next connect, re-read from their files each time.
+fn credentials(mysql: &Mysql) -> Result<(String, Option<Secret>), ProbeError> {
+    let cred_err = |what: String| ProbeError::new(Reason::Internal, Step::Connect, what);
+    match &mysql.credentials {
+        Credentials::None => Ok((mysql.user.clone(), None)),
+        Credentials::Inline(s) => Ok((mysql.user.clone(), Some(s.clone()))),
+        Credentials::PasswordFile(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| cred_err(format!("cannot read {}: {e}", p.display())))?;
+            // One trailing newline is an editor's, not the password's.
+            let pw = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text);
+            Ok((mysql.user.clone(), Some(Secret::new(pw))))
+        }
+        Credentials::DefaultsFile(p) => {
+            let opts = crate::mycnf::load(p).map_err(|e| cred_err(e.to_string()))?;
+            Ok((
+                opts.user.unwrap_or_else(|| mysql.user.clone()),
+                opts.password,
+            ))
+        }
+    }
+}
+
+fn ssl_opts(mysql: &Mysql) -> Option<SslOpts> {
+    use mysql_async::ClientIdentity;
+    let mut o = match mysql.ssl_mode {
+        SslMode::Disabled => return None,
+        // As the mysql client: preferred/required encrypt but verify nothing.
+        SslMode::Preferred | SslMode::Required => SslOpts::default()
+            .with_danger_accept_invalid_certs(true)
+            .with_danger_skip_domain_validation(true),
+        SslMode::VerifyCa => SslOpts::default().with_danger_skip_domain_validation(true),
+        SslMode::VerifyIdentity => SslOpts::default(),
+    };
+    if let Some(ca) = &mysql.ssl_ca {
+        o = o
+            .with_root_certs(vec![ca.clone().into()])
+            .with_disable_built_in_roots(true);
+    }
+    if let (Some(cert), Some(key)) = (&mysql.ssl_cert, &mysql.ssl_key) {
+        o = o.with_client_identity(Some(ClientIdentity::new(
+            cert.clone().into(),
+            key.clone().into(),
+        )));
+    }
+    Some(o)
+}
+
+/// Build the driver options. Kept in one place so the `Opts` (which print the
+/// password under `{:?}`) never travel.
+fn opts(mysql: &Mysql, user: String, password: Option<Secret>, tls: bool) -> OptsBuilder {
+    let b = OptsBuilder::default()
+        .user(Some(user))
+        .pass(password.map(|p| p.expose().to_string()))
+        // Only the text protocol is used: no statement cache; the known values save
+        // the driver's extra round trips on connect.
+        .stmt_cache_size(0)
+        .wait_timeout(Some(28800))
+        .max_allowed_packet(Some(16 * 1024 * 1024))
+        .tcp_nodelay(true)
+        .ssl_opts(if tls { ssl_opts(mysql) } else { None });
+    match &mysql.target {
+        Target::Tcp { host, port } => b
+            .ip_or_hostname(host.clone())
+            .tcp_port(*port)
+            // Otherwise the driver silently moves a loopback TCP connection onto the
+            // Unix socket: we must check what the operator configured.
+            .prefer_socket(false),
+        Target::Socket(path) => b
+            .socket(Some(path.display().to_string()))
+            .prefer_socket(true),
+    }
+}
+
+/// The prober's connection and per-round settings.
+pub struct Probe {
+    mysql: Mysql,
+    timeout: Duration,
+    query: String,
+    conn: Option<Conn>,
+    /// The server said it has no TLS (`preferred` mode): connect in clear without
+    /// trying again until the connection is lost.
+    server_lacks_tls: bool,
+    /// The replication statement that worked on this connection.
+    repl_sql: Option<&'static str>,
+}
+
+impl Probe {
+    pub fn new(mysql: Mysql, check: &Check) -> Probe {
+        Probe {
+            mysql,
+            timeout: check.timeout,
+            query: check.query.clone(),
+            conn: None,
+            server_lacks_tls: false,
+            repl_sql: None,
+        }
+    }
+
+    /// Apply new settings (reload). A changed target or credentials drop the
+    /// connection so the next round reconnects with them.
+    pub async fn reconfigure(&mut self, mysql: Mysql, check: &Check) {
+        if mysql != self.mysql {
+            self.close().await;
+            self.server_lacks_tls = false;
+        }
+        self.mysql = mysql;
+        self.timeout = check.timeout;
+        self.query = check.query.clone();
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// One round: connect if needed, core facts, the check query.
+    pub async fn round(&mut self) -> Result<Facts, ProbeError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connect().await?);
+        }
+        let timeout = self.timeout;
+        let sql = core_variables_sql();
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(ProbeError::new(
+                Reason::Internal,
+                Step::Core,
+                "no connection",
+            ));
+        };
+        let core = match tokio::time::timeout(timeout, conn.query::<Row, _>(sql)).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => return Err(self.fail(&e, Step::Core).await),
+            Err(_) => return Err(self.timed_out(Step::Core).await),
+        };
+        let mut facts = Facts::from_variables(
+            core.iter()
+                .filter_map(|r| Some((text(r, 0)?, text(r, 1).unwrap_or_default()))),
+        );
+        let query = self.query.clone();
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(ProbeError::new(
+                Reason::Internal,
+                Step::Query,
+                "no connection",
+            ));
+        };
+        match tokio::time::timeout(timeout, conn.query_drop(query)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(mysql_async::Error::Server(e))) => {
+                facts.query = Err(ServerError::new(e.code, &e.message));
+            }
+            Ok(Err(e)) => return Err(self.fail(&e, Step::Query).await),
+            Err(_) => return Err(self.timed_out(Step::Query).await),
+        }
+        facts.channels = self.channels(&facts).await;
+        Ok(facts)
+    }
+
+    /// Every replication channel. The statement is chosen once per connection from the
+    /// version, falling back to the older syntax only on a syntax error (1064), never
+    /// on a privilege error (which is a reason of its own).
+    async fn channels(&mut self, facts: &Facts) -> OptionalFact<Vec<Channel>> {
+        let (newer, older) = replication_sql(facts.flavour, version_triple(facts.version()));
+        let mut sql = self.repl_sql.unwrap_or(newer);
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return OptionalFact::NotCollected;
+            };
+            match tokio::time::timeout(self.timeout, conn.query::<Row, _>(sql)).await {
+                Ok(Ok(rows)) => {
+                    self.repl_sql = Some(sql);
+                    return OptionalFact::Known(rows.iter().map(channel_of).collect());
+                }
+                Ok(Err(mysql_async::Error::Server(e))) if e.code == 1064 && sql == newer => {
+                    match older {
+                        Some(o) => sql = o,
+                        None => {
+                            return OptionalFact::Failed(StepFailure {
+                                reason: Reason::ServerError,
+                                code: Some(e.code),
+                            })
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    let p = self.fail(&e, Step::Replication).await;
+                    return OptionalFact::Failed(StepFailure {
+                        reason: p.reason,
+                        code: p.code,
+                    });
+                }
+                Err(_) => {
+                    self.timed_out(Step::Replication).await;
+                    return OptionalFact::Failed(StepFailure {
+                        reason: Reason::Timeout,
+                        code: None,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn connect(&mut self) -> Result<Conn, ProbeError> {
+        let (user, password) = credentials(&self.mysql)?;
+        let want_tls = self.mysql.ssl_mode != SslMode::Disabled
+            && matches!(self.mysql.target, Target::Tcp { .. })
+            && !self.server_lacks_tls;
+        let deadline = self.mysql.connect_timeout;
+        let attempt = |tls: bool| {
+            let o = opts(&self.mysql, user.clone(), password.clone(), tls);
+            tokio::time::timeout(deadline, Conn::new(o))
+        };
+        let mut conn = match attempt(want_tls).await {
+            Ok(Ok(c)) => c,
+            Err(_) => return Err(ProbeError::new(Reason::Timeout, Step::Connect, "connect")),
+            Ok(Err(mysql_async::Error::Driver(
+                mysql_async::DriverError::NoClientSslFlagFromServer,
+            ))) if self.mysql.ssl_mode == SslMode::Preferred => {
+                self.server_lacks_tls = true;
+                match attempt(false).await {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => return Err(classify(&e, Step::Connect)),
+                    Err(_) => {
+                        return Err(ProbeError::new(Reason::Timeout, Step::Connect, "connect"))
+                    }
+                }
+            }
+            Ok(Err(e)) => return Err(classify(&e, Step::Connect)),
+        };
+        // Keep every check cheap and bounded on the server side too; a stopped server
+        // enforces nothing, so the client-side deadlines above stay the real guard.
+        // Failures here are facts about the server (e.g. an old version), not fatal.
+        let ms = self.timeout.as_millis().max(1);
+        let is_mariadb = conn.server_version().0 >= 10;
+        let set = if is_mariadb {
+            format!("SET SESSION max_statement_time={:.3}", ms as f64 / 1000.0)
+        } else {
+            format!("SET SESSION max_execution_time={ms}")
+        };
+        match tokio::time::timeout(self.timeout, conn.query_drop(set)).await {
+            Ok(Ok(())) | Ok(Err(mysql_async::Error::Server(_))) => {}
+            Ok(Err(e)) => {
+                discard(conn).await;
+                return Err(classify(&e, Step::Connect));
+            }
+            Err(_) => {
+                discard(conn).await;
+                return Err(ProbeError::new(
+                    Reason::Timeout,
+                    Step::Connect,
+                    "session setup",
+                ));
+            }
+        }
+        // Galera: a check must never wait for the cluster to catch up.
+        let _ = tokio::time::timeout(
+            self.timeout,
+            conn.query_drop("SET SESSION wsrep_sync_wait=0"),
+        )
+        .await;
+        Ok(conn)
+    }
+
+    /// A driver error: server replies are kept as facts by the caller; anything else
+    /// poisons the connection.
+    async fn fail(&mut self, e: &mysql_async::Error, step: Step) -> ProbeError {
+        if e.is_fatal() {
+            self.close().await;
+        }
+        classify(e, step)
+    }
+
+    async fn timed_out(&mut self, step: Step) -> ProbeError {
+        self.close().await;
+        ProbeError::new(
+            Reason::Timeout,
+            step,
+            format!("no reply within {:?}", self.timeout),
+        )
+    }
+
+    /// Close the connection, bounded in time, never reusing it.
+    pub async fn close(&mut self) {
+        self.repl_sql = None;
+        if let Some(conn) = self.conn.take() {
+            discard(conn).await;
+        }
+    }
+}
+
+/// `disconnect` marks the `Conn` as disconnected before it writes anything, so if it
+/// does not finish in time the `Conn` is dropped without spawning the driver's drain
+/// task and its socket is simply closed.
+async fn discard(conn: Conn) {
+    let _ = tokio::time::timeout(Duration::from_millis(500), conn.disconnect()).await;
+}
+
+/// Column `idx` as text, whatever its type; `None` for NULL or a missing column.
+pub fn channel_of(row: &Row) -> Channel {
+    let cols: Vec<(String, Option<String>)> = row
+        .columns_ref()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name_str().into_owned(), text(row, i)))
+        .collect();
+    Channel::from_row(&cols)
+}
+
+pub fn text(row: &Row, idx: usize) -> Option<String> {
+    match row.as_ref(idx)? {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Double(f) => Some(f.to_string()),
+        other => Some(other.as_sql(true).trim_matches('\'').to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_reasons() {
+        assert_eq!(Reason::from_code(1045), Reason::AccessDenied);
+        assert_eq!(Reason::from_code(4151), Reason::AccountLocked);
+        assert_eq!(Reason::from_code(3118), Reason::AccountLocked);
+        assert_eq!(Reason::from_code(1862), Reason::PasswordExpired);
+        assert_eq!(Reason::from_code(1129), Reason::HostBlocked);
+        assert_eq!(Reason::from_code(1040), Reason::TooManyConnections);
+        assert_eq!(Reason::from_code(3032), Reason::OfflineMode);
+        assert_eq!(Reason::from_code(1227), Reason::Privilege);
+        assert_eq!(Reason::from_code(9999), Reason::ServerError);
+        assert!(Reason::AccessDenied.is_auth());
+        assert!(!Reason::Refused.is_auth());
+    }
+
+    #[test]
+    fn classify_keeps_server_text_out_of_the_phrase() {
+        let e = mysql_async::Error::Server(mysql_async::ServerError {
+            code: 1045,
+            message: "Access denied for user 'mysqlchk'@'localhost' (using password: YES)".into(),
+            state: "28000".into(),
+        });
+        let p = classify(&e, Step::Connect);
+        assert_eq!(p.reason, Reason::AccessDenied);
+        assert_eq!(
+            p.phrase(),
+            "access denied for the checker account (error 1045)"
+        );
+        assert!(!p.detail.contains("mysqlchk"));
+        let refused = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(classify(&refused, Step::Connect).reason, Reason::Refused);
+        let reset = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(classify(&reset, Step::Query).reason, Reason::Io);
+    }
+
+    #[test]
+    fn reason_names_are_unique() {
+        let mut names: Vec<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Reason::ALL.len());
+    }
+}

@@ -1,0 +1,110 @@
+//! `/status`: the latest snapshot, every role's verdict and a config summary, as JSON.
+//!
+//! Invariants: no secret (the password is not even reachable from here: credentials
+//! are shown by source only); server messages appear only redacted (quoted literals
+//! replaced, at most 120 characters — see `facts::redact`).
+
+use std::time::{Instant, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{fmt_duration, Config, Credentials};
+use crate::facts::{Facts, OptionalFact};
+use crate::snapshot::{Shared, Snapshot};
+use crate::verdict::{evaluate, Role};
+
+pub fn render(config: &Config, shared: &Shared, now: Instant) -> String {
+    let snap = shared.latest();
+    let roles: Map<String, Value> = Role::ALL
+        .iter()
+        .map(|&r| {
+            let v = evaluate(snap.as_deref(), now, &config.check, r, None);
+            (
+                r.name().to_string(),
+                json!({"state": v.state.as_str(), "line": v.line(), "maintenance": v.maintenance}),
+            )
+        })
+        .collect();
+    let doc = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "roles": roles,
+        "snapshot": snap.as_deref().map(|s| snapshot(s, now)),
+        "config": summary(config),
+    });
+    let mut out = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
+    out.push('\n');
+    out
+}
+
+fn snapshot(s: &Snapshot, now: Instant) -> Value {
+    let mut v = json!({
+        "seq": s.seq,
+        "age_seconds": now.saturating_duration_since(s.taken).as_secs_f64(),
+        "finished_at_unix": s.wall.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "duration_seconds": s.duration.as_secs_f64(),
+        "maintenance": s.maintenance.as_ref().map(|m| json!({"reason": m.reason, "since": m.since})),
+    });
+    match &s.outcome {
+        Ok(f) => v["facts"] = facts(f),
+        Err(e) => {
+            v["error"] = json!({
+                "reason": e.reason.as_str(),
+                "step": e.step.as_str(),
+                "code": e.code,
+                "message": crate::facts::redact(&e.detail),
+            })
+        }
+    }
+    v
+}
+
+fn facts(f: &Facts) -> Value {
+    let channels = match &f.channels {
+        OptionalFact::NotCollected => Value::Null,
+        OptionalFact::Failed(e) => json!({"error": e.phrase()}),
+        OptionalFact::Known(list) => Value::Array(
+            list.iter()
+                .map(|c| {
+                    json!({
+                        "name": c.name, "io_running": c.io_state, "sql_running": c.sql_state,
+                        "lag_seconds": c.lag, "last_io_errno": c.last_io_errno,
+                        "last_sql_errno": c.last_sql_errno,
+                    })
+                })
+                .collect(),
+        ),
+    };
+    json!({
+        "flavour": f.flavour.as_str(),
+        "variables": f.variables,
+        "check_query": match &f.query {
+            Ok(()) => json!({"ok": true}),
+            Err(e) => json!({"ok": false, "code": e.code, "message": e.message}),
+        },
+        "replication_channels": channels,
+    })
+}
+
+fn summary(c: &Config) -> Value {
+    json!({
+        "source": c.source,
+        "mysql": {
+            "target": c.mysql.target.to_string(),
+            "user": c.mysql.user,
+            "credentials": match &c.mysql.credentials {
+                Credentials::None => "none".to_string(),
+                Credentials::Inline(_) => "environment".to_string(),
+                Credentials::PasswordFile(p) => format!("password_file {}", p.display()),
+                Credentials::DefaultsFile(p) => format!("defaults_file {}", p.display()),
+            },
+            "ssl_mode": c.mysql.ssl_mode.as_str(),
+        },
+        "check": {
+            "interval": fmt_duration(c.check.interval),
+            "timeout": fmt_duration(c.check.timeout),
+            "stale_after": fmt_duration(c.check.stale_after),
+            "max_replication_lag": fmt_duration(c.check.max_replication_lag),
+            "maintenance_file": c.check.maintenance_file.display().to_string(),
+        },
+    })
+}

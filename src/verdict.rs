@@ -1,0 +1,606 @@
+//! Pure evaluation: (snapshot, policy, role, now) → verdict. Shared by every responder
+//! and by `check` / `inetd`, so HTTP, the agent port and the command line always agree.
+//!
+//! Invariants: no I/O, no panics, no server-supplied text in a reason (only our
+//! phrases, error numbers and names the operator configured); precedence is
+//! starting > down > maintenance > up.
+
+use std::time::{Duration, Instant};
+
+use crate::config::{fmt_duration, Check};
+use crate::facts::{Channel, Facts, OptionalFact};
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Health,
+    Primary,
+    Replica,
+    ReadOnly,
+}
+
+impl Role {
+    pub const ALL: &'static [Role] = &[Role::Health, Role::Primary, Role::Replica, Role::ReadOnly];
+
+    /// A role name or alias as used in paths (without `/`), agent lines and `check`.
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "" | "health" => Role::Health,
+            "primary" | "master" | "read-write" | "rw" => Role::Primary,
+            "replica" | "slave" => Role::Replica,
+            "read-only" | "ro" => Role::ReadOnly,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Health => "health",
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::ReadOnly => "read-only",
+        }
+    }
+
+    /// Whether a `max_lag` bound means anything for this role.
+    pub fn takes_lag(self) -> bool {
+        matches!(self, Role::Replica | Role::ReadOnly)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum State {
+    Up,
+    Maintenance,
+    Down,
+    Starting,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Up => "up",
+            State::Maintenance => "maintenance",
+            State::Down => "down",
+            State::Starting => "starting",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub role: Role,
+    pub state: State,
+    /// Why (for down), what (for up, e.g. the lag), or the maintenance reason.
+    pub reason: String,
+    /// The server is flagged for maintenance (also set when it is down meanwhile).
+    pub maintenance: bool,
+    /// Worst replication lag seen among the selected channels, for agent weights.
+    pub lag: Option<u64>,
+}
+
+impl Verdict {
+    fn new(role: Role, state: State, reason: impl Into<String>) -> Verdict {
+        Verdict {
+            role,
+            state,
+            reason: reason.into(),
+            maintenance: false,
+            lag: None,
+        }
+    }
+
+    /// The one human line of a health body.
+    pub fn line(&self) -> String {
+        match (self.state, self.maintenance) {
+            (State::Maintenance, _) => format!("maintenance: {}", self.reason),
+            (State::Down, true) => format!("maintenance: down - {}", self.reason),
+            (State::Starting, _) => format!("{}: starting", self.role.name()),
+            (_, _) if self.reason.is_empty() => {
+                format!("{}: {}", self.role.name(), self.state.as_str())
+            }
+            _ => format!(
+                "{}: {} - {}",
+                self.role.name(),
+                self.state.as_str(),
+                self.reason
+            ),
+        }
+    }
+}
+
+/// Evaluate `role` on the latest snapshot.
+pub fn evaluate(
+    snapshot: Option<&Snapshot>,
+    now: Instant,
+    check: &Check,
+    role: Role,
+    max_lag: Option<Duration>,
+) -> Verdict {
+    let Some(snap) = snapshot else {
+        return Verdict::new(role, State::Starting, "starting");
+    };
+    let mut v = judge(
+        snap,
+        now,
+        check,
+        role,
+        max_lag.unwrap_or(check.max_replication_lag),
+    );
+    if let Some(m) = &snap.maintenance {
+        match v.state {
+            State::Up => {
+                v.state = State::Maintenance;
+                v.reason = m.reason.clone();
+            }
+            State::Down => {}
+            State::Maintenance | State::Starting => {}
+        }
+        v.maintenance = true;
+    }
+    v
+}
+
+fn judge(snap: &Snapshot, now: Instant, check: &Check, role: Role, max_lag: Duration) -> Verdict {
+    let age = now.saturating_duration_since(snap.taken);
+    if age > check.stale_after {
+        return Verdict::new(
+            role,
+            State::Down,
+            format!("stale: no completed check for {}", fmt_secs(age)),
+        );
+    }
+    let facts = match &snap.outcome {
+        Ok(f) => f,
+        Err(e) => return Verdict::new(role, State::Down, e.phrase()),
+    };
+    if let Err(why) = healthy(facts) {
+        return Verdict::new(role, State::Down, why);
+    }
+    match role {
+        Role::Health => Verdict::new(role, State::Up, ""),
+        Role::Primary => match writable(facts) {
+            Err(why) => Verdict::new(role, State::Down, why),
+            Ok(()) => match replicating_channel(facts, check) {
+                Some(name) if !check.primary_allows_replication => Verdict::new(
+                    role,
+                    State::Down,
+                    format!("writable but replicating (channel '{}')", escape(&name)),
+                ),
+                _ => Verdict::new(role, State::Up, ""),
+            },
+        },
+        Role::Replica => replica(facts, check, max_lag, role),
+        Role::ReadOnly => {
+            let has_channels =
+                matches!(&facts.channels, OptionalFact::Known(c) if !selected(c, check).is_empty());
+            if has_channels || matches!(facts.channels, OptionalFact::Failed(_)) {
+                return replica(facts, check, max_lag, role);
+            }
+            match writable(facts) {
+                Ok(()) => Verdict::new(role, State::Up, "writable"),
+                Err(_) if matches!(facts.channels, OptionalFact::NotCollected) => {
+                    Verdict::new(role, State::Down, "replication status not collected")
+                }
+                Err(_) => Verdict::new(role, State::Down, "read_only and not replicating"),
+            }
+        }
+    }
+}
+
+/// Rules every role shares.
+fn healthy(f: &Facts) -> Result<(), String> {
+    if let Err(e) = &f.query {
+        return Err(format!("check query failed ({e})"));
+    }
+    if f.offline_mode() {
+        return Err("offline_mode is ON".into());
+    }
+    Ok(())
+}
+
+fn writable(f: &Facts) -> Result<(), String> {
+    match f.read_only() {
+        None => Err("read_only not reported by the server".into()),
+        Some(true) => Err(format!(
+            "read_only is {}",
+            f.var("read_only").map(escape).unwrap_or_default()
+        )),
+        Some(false) if f.super_read_only() => Err("super_read_only is ON".into()),
+        Some(false) => Ok(()),
+    }
+}
+
+/// The channels `check.replication_channels` selects; Group Replication's own
+/// channels are never async channels.
+fn selected<'a>(channels: &'a [Channel], check: &Check) -> Vec<&'a Channel> {
+    channels
+        .iter()
+        .filter(|c| !c.name.starts_with("group_replication_"))
+        .filter(|c| {
+            check.replication_channels.is_empty() || check.replication_channels.contains(&c.name)
+        })
+        .collect()
+}
+
+/// A selected channel with a running (or reconnecting) thread, if any.
+fn replicating_channel(f: &Facts, check: &Check) -> Option<String> {
+    let OptionalFact::Known(channels) = &f.channels else {
+        return None;
+    };
+    selected(channels, check)
+        .into_iter()
+        .find(|c| c.io_running() || c.sql_running() || c.io_state == "Connecting")
+        .map(|c| c.name.clone())
+}
+
+fn replica(f: &Facts, check: &Check, max_lag: Duration, role: Role) -> Verdict {
+    let channels = match &f.channels {
+        OptionalFact::Known(c) => c,
+        OptionalFact::NotCollected => {
+            return Verdict::new(role, State::Down, "replication status not collected")
+        }
+        OptionalFact::Failed(e) => {
+            return Verdict::new(
+                role,
+                State::Down,
+                format!("replication status unavailable: {}", e.phrase()),
+            )
+        }
+    };
+    let chosen = selected(channels, check);
+    if chosen.is_empty() {
+        return Verdict::new(
+            role,
+            State::Down,
+            "not replicating (no replication channel)",
+        );
+    }
+    let mut worst: u64 = 0;
+    for c in &chosen {
+        let name = escape(&c.name);
+        if !c.io_running() {
+            return Verdict::new(
+                role,
+                State::Down,
+                format!(
+                    "replication IO thread not running (channel '{name}': {})",
+                    escape(&c.io_state)
+                ),
+            );
+        }
+        if !c.sql_running() {
+            return Verdict::new(
+                role,
+                State::Down,
+                format!(
+                    "replication SQL thread not running (channel '{name}': {})",
+                    escape(&c.sql_state)
+                ),
+            );
+        }
+        match c.lag {
+            None => {
+                return Verdict::new(
+                    role,
+                    State::Down,
+                    format!("replication lag unknown (channel '{name}')"),
+                )
+            }
+            Some(l) => worst = worst.max(l),
+        }
+    }
+    if Duration::from_secs(worst) > max_lag {
+        let mut v = Verdict::new(
+            role,
+            State::Down,
+            format!("replication lag {worst}s exceeds {}", fmt_duration(max_lag)),
+        );
+        v.lag = Some(worst);
+        return v;
+    }
+    let mut v = Verdict::new(role, State::Up, format!("lag {worst}s"));
+    v.lag = Some(worst);
+    v
+}
+
+fn fmt_secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// Names go into one-line bodies: keep them printable and short.
+pub fn escape(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| if c.is_control() || c == '\'' { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{ServerError, StepFailure};
+    use crate::maintenance::Maintenance;
+    use crate::probe::{ProbeError, Reason, Step};
+    use std::time::SystemTime;
+
+    fn check() -> Check {
+        crate::config::from_str("[listen]\nhttp=\"127.0.0.1:1\"\n", "t", &Default::default())
+            .unwrap()
+            .config
+            .check
+    }
+
+    fn facts(vars: &[(&str, &str)]) -> Facts {
+        Facts::from_variables(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    fn writable_facts() -> Facts {
+        let mut f = facts(&[("read_only", "OFF"), ("version", "10.11.6-MariaDB")]);
+        f.channels = OptionalFact::Known(vec![]);
+        f
+    }
+
+    fn channel(name: &str, io: &str, sql: &str, lag: Option<u64>) -> Channel {
+        Channel {
+            name: name.into(),
+            io_state: io.into(),
+            sql_state: sql.into(),
+            lag,
+            last_io_errno: 0,
+            last_sql_errno: 0,
+        }
+    }
+
+    fn replica_facts(channels: Vec<Channel>) -> Facts {
+        let mut f = facts(&[("read_only", "ON")]);
+        f.channels = OptionalFact::Known(channels);
+        f
+    }
+
+    fn snap(outcome: Result<Facts, ProbeError>) -> Snapshot {
+        Snapshot {
+            seq: 1,
+            taken: Instant::now(),
+            wall: SystemTime::now(),
+            duration: Duration::from_millis(1),
+            outcome,
+            maintenance: None,
+        }
+    }
+
+    fn eval(s: &Snapshot, role: Role) -> Verdict {
+        evaluate(Some(s), Instant::now(), &check(), role, None)
+    }
+
+    #[test]
+    fn starting_before_first_round() {
+        for &r in Role::ALL {
+            let v = evaluate(None, Instant::now(), &check(), r, None);
+            assert_eq!(v.state, State::Starting);
+            assert_eq!(v.line(), format!("{}: starting", r.name()));
+        }
+    }
+
+    #[test]
+    fn writable_server() {
+        let s = snap(Ok(writable_facts()));
+        assert_eq!(eval(&s, Role::Health).line(), "health: up");
+        assert_eq!(eval(&s, Role::Primary).line(), "primary: up");
+        assert_eq!(
+            eval(&s, Role::Replica).line(),
+            "replica: down - not replicating (no replication channel)"
+        );
+        assert_eq!(eval(&s, Role::ReadOnly).line(), "read-only: up - writable");
+    }
+
+    #[test]
+    fn read_only_server_without_channels() {
+        let s = snap(Ok(replica_facts(vec![])));
+        assert_eq!(eval(&s, Role::Health).state, State::Up);
+        assert_eq!(
+            eval(&s, Role::Primary).line(),
+            "primary: down - read_only is ON"
+        );
+        assert_eq!(
+            eval(&s, Role::ReadOnly).line(),
+            "read-only: down - read_only and not replicating"
+        );
+    }
+
+    #[test]
+    fn mariadb_12_read_only_values_count_as_on() {
+        let mut f = writable_facts();
+        f.variables
+            .insert("read_only".into(), "NO_LOCK_NO_ADMIN".into());
+        assert_eq!(
+            eval(&snap(Ok(f)), Role::Primary).line(),
+            "primary: down - read_only is NO_LOCK_NO_ADMIN"
+        );
+    }
+
+    #[test]
+    fn super_read_only_and_missing_read_only() {
+        let mut f = writable_facts();
+        f.variables.insert("super_read_only".into(), "ON".into());
+        assert_eq!(
+            eval(&snap(Ok(f)), Role::Primary).reason,
+            "super_read_only is ON"
+        );
+        let mut f = writable_facts();
+        f.variables.remove("read_only");
+        assert_eq!(eval(&snap(Ok(f)), Role::Primary).state, State::Down);
+    }
+
+    #[test]
+    fn errors_are_down_for_every_role_with_our_phrase() {
+        let e = ProbeError {
+            reason: Reason::Refused,
+            step: Step::Connect,
+            code: None,
+            detail: "secret server text".into(),
+        };
+        let s = snap(Err(e));
+        for &r in Role::ALL {
+            let v = eval(&s, r);
+            assert_eq!(v.state, State::Down);
+            assert_eq!(v.reason, "connection refused");
+        }
+    }
+
+    #[test]
+    fn failed_check_query_and_offline_mode() {
+        let mut f = writable_facts();
+        f.query = Err(ServerError::new(1047, "WSREP has not yet prepared node"));
+        assert_eq!(
+            eval(&snap(Ok(f)), Role::Health).line(),
+            "health: down - check query failed (error 1047)"
+        );
+        let mut f = writable_facts();
+        f.variables.insert("offline_mode".into(), "ON".into());
+        assert_eq!(
+            eval(&snap(Ok(f)), Role::Health).reason,
+            "offline_mode is ON"
+        );
+    }
+
+    #[test]
+    fn stale_snapshot_is_down() {
+        let mut s = snap(Ok(writable_facts()));
+        s.taken = Instant::now() - Duration::from_secs(6);
+        let v = eval(&s, Role::Health);
+        assert_eq!(v.state, State::Down);
+        assert!(v.reason.starts_with("stale"), "{}", v.reason);
+    }
+
+    #[test]
+    fn maintenance_precedence() {
+        let mut s = snap(Ok(writable_facts()));
+        s.maintenance = Some(Maintenance {
+            reason: "kernel upgrade".into(),
+            since: String::new(),
+        });
+        let v = eval(&s, Role::Primary);
+        assert_eq!(v.state, State::Maintenance);
+        assert_eq!(v.line(), "maintenance: kernel upgrade");
+        // Down wins over maintenance, and says both.
+        let v = eval(&s, Role::Replica);
+        assert_eq!(v.state, State::Down);
+        assert_eq!(
+            v.line(),
+            "maintenance: down - not replicating (no replication channel)"
+        );
+        // Starting wins over everything.
+        assert_eq!(
+            evaluate(None, Instant::now(), &check(), Role::Health, None).state,
+            State::Starting
+        );
+    }
+
+    #[test]
+    fn replica_rules() {
+        let ok = snap(Ok(replica_facts(vec![channel("", "Yes", "Yes", Some(3))])));
+        assert_eq!(eval(&ok, Role::Replica).line(), "replica: up - lag 3s");
+        assert_eq!(eval(&ok, Role::ReadOnly).line(), "read-only: up - lag 3s");
+        assert_eq!(eval(&ok, Role::Health).state, State::Up);
+
+        let lagging = snap(Ok(replica_facts(vec![channel("", "Yes", "Yes", Some(45))])));
+        assert_eq!(
+            eval(&lagging, Role::Replica).line(),
+            "replica: down - replication lag 45s exceeds 30s"
+        );
+        let v = evaluate(
+            Some(&lagging),
+            Instant::now(),
+            &check(),
+            Role::Replica,
+            Some(Duration::from_secs(60)),
+        );
+        assert_eq!(v.state, State::Up);
+
+        let null_lag = snap(Ok(replica_facts(vec![channel("", "Yes", "Yes", None)])));
+        assert_eq!(
+            eval(&null_lag, Role::Replica).reason,
+            "replication lag unknown (channel '')"
+        );
+        let io_down = snap(Ok(replica_facts(vec![channel(
+            "",
+            "Connecting",
+            "Yes",
+            None,
+        )])));
+        assert_eq!(
+            eval(&io_down, Role::Replica).reason,
+            "replication IO thread not running (channel '': Connecting)"
+        );
+        let sql_down = snap(Ok(replica_facts(vec![channel("", "Yes", "No", Some(0))])));
+        assert!(eval(&sql_down, Role::Replica)
+            .reason
+            .starts_with("replication SQL thread not running"));
+    }
+
+    #[test]
+    fn worst_lag_across_channels_and_selection() {
+        let f = replica_facts(vec![
+            channel("a", "Yes", "Yes", Some(1)),
+            channel("b", "Yes", "Yes", Some(40)),
+            channel("group_replication_applier", "Yes", "Yes", None),
+        ]);
+        let s = snap(Ok(f));
+        assert_eq!(
+            eval(&s, Role::Replica).reason,
+            "replication lag 40s exceeds 30s"
+        );
+        let mut c = check();
+        c.replication_channels = vec!["a".into()];
+        let v = evaluate(Some(&s), Instant::now(), &c, Role::Replica, None);
+        assert_eq!(v.line(), "replica: up - lag 1s");
+    }
+
+    #[test]
+    fn primary_refuses_a_writable_replicating_server() {
+        let mut f = writable_facts();
+        f.channels = OptionalFact::Known(vec![channel("", "Yes", "Yes", Some(0))]);
+        let s = snap(Ok(f));
+        assert_eq!(
+            eval(&s, Role::Primary).line(),
+            "primary: down - writable but replicating (channel '')"
+        );
+        let mut c = check();
+        c.primary_allows_replication = true;
+        assert_eq!(
+            evaluate(Some(&s), Instant::now(), &c, Role::Primary, None).state,
+            State::Up
+        );
+        // A stopped channel is not replicating.
+        let mut f = writable_facts();
+        f.channels = OptionalFact::Known(vec![channel("", "No", "No", None)]);
+        assert_eq!(eval(&snap(Ok(f)), Role::Primary).state, State::Up);
+    }
+
+    #[test]
+    fn failed_optional_step_judges_primary_on_core_facts() {
+        let mut f = writable_facts();
+        f.channels = OptionalFact::Failed(StepFailure {
+            reason: Reason::Privilege,
+            code: Some(1227),
+        });
+        let s = snap(Ok(f));
+        assert_eq!(eval(&s, Role::Primary).state, State::Up);
+        assert_eq!(eval(&s, Role::Health).state, State::Up);
+        assert_eq!(
+            eval(&s, Role::Replica).reason,
+            "replication status unavailable: missing privilege (error 1227)"
+        );
+    }
+
+    #[test]
+    fn role_aliases() {
+        assert_eq!(Role::parse("master"), Some(Role::Primary));
+        assert_eq!(Role::parse("rw"), Some(Role::Primary));
+        assert_eq!(Role::parse("read-write"), Some(Role::Primary));
+        assert_eq!(Role::parse("slave"), Some(Role::Replica));
+        assert_eq!(Role::parse("ro"), Some(Role::ReadOnly));
+        assert_eq!(Role::parse("nope"), None);
+    }
+}
