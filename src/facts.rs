@@ -20,7 +20,71 @@ pub const CORE_VARIABLES: &[&str] = &[
     "wsrep_provider",
     "group_replication_group_name",
     "server_uuid",
+    "max_connections",
+    // Galera / Percona XtraDB Cluster knobs: absent elsewhere, and only read when
+    // Galera is really on (`wsrep_on=ON` and a provider loaded).
+    "wsrep_desync",
+    "wsrep_reject_queries",
+    "wsrep_sst_donor_rejects_queries",
+    "pxc_maint_mode",
 ];
+
+/// Status counters read every round (one round trip): load, and Galera's state.
+pub const STATUS_VARIABLES: &[&str] = &[
+    "Threads_connected",
+    "wsrep_local_state",
+    "wsrep_local_state_comment",
+    "wsrep_cluster_status",
+    "wsrep_cluster_size",
+    "wsrep_ready",
+];
+
+pub fn status_sql() -> String {
+    let names: Vec<String> = STATUS_VARIABLES.iter().map(|v| format!("'{v}'")).collect();
+    format!(
+        "SHOW GLOBAL STATUS WHERE Variable_name IN ({})",
+        names.join(",")
+    )
+}
+
+/// Group Replication members as this server sees them.
+pub const GROUP_MEMBERS_SQL: &str = "SELECT * FROM performance_schema.replication_group_members";
+/// This member's applier queue (only read when `check.gr_max_applier_queue` > 0).
+pub const GROUP_QUEUE_SQL: &str = "SELECT COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
+
+/// One row of `replication_group_members`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    /// ONLINE, RECOVERING, OFFLINE, ERROR, UNREACHABLE.
+    pub state: String,
+    /// PRIMARY / SECONDARY; empty before MySQL 8.0.
+    pub role: String,
+}
+
+impl Member {
+    pub fn from_row(cols: &[(String, Option<String>)]) -> Member {
+        let get = |name: &str| {
+            cols.iter()
+                .find(|(c, _)| c.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        Member {
+            id: get("MEMBER_ID"),
+            state: get("MEMBER_STATE").to_ascii_uppercase(),
+            role: get("MEMBER_ROLE").to_ascii_uppercase(),
+        }
+    }
+}
+
+/// What Group Replication says about this server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Group {
+    pub members: Vec<Member>,
+    /// Transactions waiting in this member's applier queue, when asked for.
+    pub applier_queue: Option<u64>,
+}
 
 pub fn core_variables_sql() -> String {
     let names: Vec<String> = CORE_VARIABLES.iter().map(|v| format!("'{v}'")).collect();
@@ -244,6 +308,10 @@ pub struct Facts {
     pub query: Result<(), ServerError>,
     /// Async replication channels, all of them (selection is policy, in verdicts).
     pub channels: OptionalFact<Vec<Channel>>,
+    /// `SHOW GLOBAL STATUS` subset (Threads_connected, wsrep_*), by lower-case name.
+    pub status: OptionalFact<BTreeMap<String, String>>,
+    /// Group Replication, only when a group name is configured.
+    pub group: OptionalFact<Group>,
 }
 
 impl Facts {
@@ -264,6 +332,8 @@ impl Facts {
             flavour,
             query: Ok(()),
             channels: OptionalFact::NotCollected,
+            status: OptionalFact::NotCollected,
+            group: OptionalFact::NotCollected,
         }
     }
 
@@ -288,6 +358,39 @@ impl Facts {
 
     pub fn offline_mode(&self) -> bool {
         self.var("offline_mode").is_some_and(is_on_unless_off)
+    }
+
+    /// Galera is really on: `wsrep_on=ON` and a provider loaded. (A plain MariaDB
+    /// reports `wsrep_ready=OFF` and `wsrep_cluster_status=Disconnected`: those mean
+    /// nothing without this gate.)
+    pub fn galera(&self) -> bool {
+        self.var("wsrep_on")
+            .is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
+            && self
+                .var("wsrep_provider")
+                .is_some_and(|p| !p.trim().is_empty() && !p.eq_ignore_ascii_case("none"))
+    }
+
+    /// Group Replication is configured (a group name is set).
+    pub fn group_replication(&self) -> bool {
+        self.var("group_replication_group_name")
+            .is_some_and(|g| !g.trim().is_empty())
+    }
+
+    pub fn status_var(&self, name: &str) -> Option<&str> {
+        match &self.status {
+            OptionalFact::Known(m) => m.get(name).map(String::as_str),
+            _ => None,
+        }
+    }
+
+    /// This server's own Group Replication member row.
+    pub fn own_member(&self) -> Option<&Member> {
+        let OptionalFact::Known(g) = &self.group else {
+            return None;
+        };
+        let uuid = self.var("server_uuid")?;
+        g.members.iter().find(|m| m.id.eq_ignore_ascii_case(uuid))
     }
 }
 

@@ -21,8 +21,8 @@ use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
 
 use crate::config::{Check, Credentials, Mysql, SslMode, Target};
 use crate::facts::{
-    core_variables_sql, replication_sql, version_triple, Channel, Facts, OptionalFact, ServerError,
-    StepFailure,
+    core_variables_sql, replication_sql, status_sql, version_triple, Channel, Facts, Group, Member,
+    OptionalFact, ServerError, StepFailure, GROUP_MEMBERS_SQL, GROUP_QUEUE_SQL,
 };
 use crate::secret::Secret;
 
@@ -111,7 +111,9 @@ pub enum Step {
     Connect,
     Core,
     Query,
+    Status,
     Replication,
+    Group,
 }
 
 impl Step {
@@ -120,7 +122,9 @@ impl Step {
             Step::Connect => "connect",
             Step::Core => "core facts",
             Step::Query => "check query",
+            Step::Status => "status counters",
             Step::Replication => "replication status",
+            Step::Group => "group replication status",
         }
     }
 }
@@ -304,6 +308,7 @@ pub struct Probe {
     server_lacks_tls: bool,
     /// The replication statement that worked on this connection.
     repl_sql: Option<&'static str>,
+    max_applier_queue: u64,
 }
 
 impl Probe {
@@ -315,6 +320,7 @@ impl Probe {
             conn: None,
             server_lacks_tls: false,
             repl_sql: None,
+            max_applier_queue: check.gr_max_applier_queue,
         }
     }
 
@@ -328,6 +334,7 @@ impl Probe {
         self.mysql = mysql;
         self.timeout = check.timeout;
         self.query = check.query.clone();
+        self.max_applier_queue = check.gr_max_applier_queue;
     }
 
     pub fn is_connected(&self) -> bool {
@@ -373,8 +380,76 @@ impl Probe {
             Ok(Err(e)) => return Err(self.fail(&e, Step::Query).await),
             Err(_) => return Err(self.timed_out(Step::Query).await),
         }
+        facts.status = match self.optional(status_sql(), Step::Status).await {
+            Ok(rows) => OptionalFact::Known(
+                rows.iter()
+                    .filter_map(|r| Some((text(r, 0)?.to_ascii_lowercase(), text(r, 1)?)))
+                    .collect(),
+            ),
+            Err(f) => OptionalFact::Failed(f),
+        };
         facts.channels = self.channels(&facts).await;
+        if facts.group_replication() {
+            facts.group = self.group().await;
+        }
         Ok(facts)
+    }
+
+    /// An optional step: error replies and timeouts become a [`StepFailure`] (the
+    /// timeout also poisons the connection, as always).
+    async fn optional(&mut self, sql: String, step: Step) -> Result<Vec<Row>, StepFailure> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(StepFailure {
+                reason: Reason::Io,
+                code: None,
+            });
+        };
+        match tokio::time::timeout(self.timeout, conn.query::<Row, _>(sql)).await {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(e)) => {
+                let p = self.fail(&e, step).await;
+                Err(StepFailure {
+                    reason: p.reason,
+                    code: p.code,
+                })
+            }
+            Err(_) => {
+                self.timed_out(step).await;
+                Err(StepFailure {
+                    reason: Reason::Timeout,
+                    code: None,
+                })
+            }
+        }
+    }
+
+    async fn group(&mut self) -> OptionalFact<Group> {
+        let rows = match self
+            .optional(GROUP_MEMBERS_SQL.to_string(), Step::Group)
+            .await
+        {
+            Ok(r) => r,
+            Err(f) => return OptionalFact::Failed(f),
+        };
+        let mut g = Group {
+            members: rows.iter().map(|r| Member::from_row(&columns(r))).collect(),
+            applier_queue: None,
+        };
+        if self.max_applier_queue > 0 {
+            match self
+                .optional(GROUP_QUEUE_SQL.to_string(), Step::Group)
+                .await
+            {
+                Ok(rows) => {
+                    g.applier_queue = rows
+                        .first()
+                        .and_then(|r| text(r, 0))
+                        .and_then(|v| v.trim().parse().ok())
+                }
+                Err(f) => return OptionalFact::Failed(f),
+            }
+        }
+        OptionalFact::Known(g)
     }
 
     /// Every replication channel. The statement is chosen once per connection from the
@@ -516,17 +591,20 @@ async fn discard(conn: Conn) {
     let _ = tokio::time::timeout(Duration::from_millis(500), conn.disconnect()).await;
 }
 
-/// Column `idx` as text, whatever its type; `None` for NULL or a missing column.
-pub fn channel_of(row: &Row) -> Channel {
-    let cols: Vec<(String, Option<String>)> = row
-        .columns_ref()
+/// A row as (column name, text value) pairs, for the decoders in `facts`.
+fn columns(row: &Row) -> Vec<(String, Option<String>)> {
+    row.columns_ref()
         .iter()
         .enumerate()
         .map(|(i, c)| (c.name_str().into_owned(), text(row, i)))
-        .collect();
-    Channel::from_row(&cols)
+        .collect()
 }
 
+fn channel_of(row: &Row) -> Channel {
+    Channel::from_row(&columns(row))
+}
+
+/// Column `idx` as text, whatever its type; `None` for NULL or a missing column.
 pub fn text(row: &Row, idx: usize) -> Option<String> {
     match row.as_ref(idx)? {
         Value::NULL => None,

@@ -154,12 +154,12 @@ fn judge(snap: &Snapshot, now: Instant, check: &Check, role: Role, max_lag: Dura
         Ok(f) => f,
         Err(e) => return Verdict::new(role, State::Down, e.phrase()),
     };
-    if let Err(why) = healthy(facts) {
+    if let Err(why) = healthy(facts, check) {
         return Verdict::new(role, State::Down, why);
     }
     match role {
         Role::Health => Verdict::new(role, State::Up, ""),
-        Role::Primary => match writable(facts) {
+        Role::Primary => match writable(facts).and_then(|()| group_primary(facts)) {
             Err(why) => Verdict::new(role, State::Down, why),
             Ok(()) => match replicating_channel(facts, check) {
                 Some(name) if !check.primary_allows_replication => Verdict::new(
@@ -170,12 +170,21 @@ fn judge(snap: &Snapshot, now: Instant, check: &Check, role: Role, max_lag: Dura
                 _ => Verdict::new(role, State::Up, ""),
             },
         },
+        Role::Replica if facts.group_replication() => group_secondary(facts, check, role),
         Role::Replica => replica(facts, check, max_lag, role),
         Role::ReadOnly => {
             let has_channels =
                 matches!(&facts.channels, OptionalFact::Known(c) if !selected(c, check).is_empty());
             if has_channels || matches!(facts.channels, OptionalFact::Failed(_)) {
                 return replica(facts, check, max_lag, role);
+            }
+            if facts.galera() {
+                // Healthy (checked above): a Galera node serves reads whatever its
+                // read_only says (that only affects /primary).
+                return Verdict::new(role, State::Up, "galera synced");
+            }
+            if facts.group_replication() {
+                return Verdict::new(role, State::Up, "group member online");
             }
             match writable(facts) {
                 Ok(()) => Verdict::new(role, State::Up, "writable"),
@@ -189,14 +198,157 @@ fn judge(snap: &Snapshot, now: Instant, check: &Check, role: Role, max_lag: Dura
 }
 
 /// Rules every role shares.
-fn healthy(f: &Facts) -> Result<(), String> {
+fn healthy(f: &Facts, check: &Check) -> Result<(), String> {
     if let Err(e) = &f.query {
         return Err(format!("check query failed ({e})"));
     }
     if f.offline_mode() {
         return Err("offline_mode is ON".into());
     }
+    if f.galera() {
+        galera(f, check)?;
+    }
+    if f.group_replication() {
+        group(f)?;
+    }
     Ok(())
+}
+
+/// Galera's own name for a `wsrep_local_state` number (our words, not the server's).
+fn galera_state_name(n: Option<u32>) -> &'static str {
+    match n {
+        Some(1) => "Joining",
+        Some(2) => "Donor/Desynced",
+        Some(3) => "Joined",
+        Some(4) => "Synced",
+        Some(0) => "Initialized",
+        _ => "unknown",
+    }
+}
+
+fn galera(f: &Facts, check: &Check) -> Result<(), String> {
+    if let OptionalFact::Failed(e) = &f.status {
+        return Err(format!("galera status unavailable: {}", e.phrase()));
+    }
+    let is = |v: Option<&str>, want: &str| v.is_some_and(|x| x.eq_ignore_ascii_case(want));
+    if !is(f.status_var("wsrep_cluster_status"), "primary") {
+        return Err("galera cluster component is not Primary".into());
+    }
+    if !is(f.status_var("wsrep_ready"), "on") {
+        return Err("galera wsrep_ready is not ON".into());
+    }
+    let state: Option<u32> = f
+        .status_var("wsrep_local_state")
+        .and_then(|v| v.trim().parse().ok());
+    match state {
+        Some(4) => {}
+        Some(2) if check.galera_donor_is_healthy => {
+            if is(f.var("wsrep_sst_donor_rejects_queries"), "on") {
+                return Err("galera donor rejects queries during SST".into());
+            }
+        }
+        other => {
+            return Err(format!(
+                "galera node {} (wsrep_local_state {})",
+                galera_state_name(other),
+                other
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "unknown".into())
+            ))
+        }
+    }
+    if let Some(v) = f.var("wsrep_reject_queries") {
+        if !v.eq_ignore_ascii_case("none") {
+            return Err(format!(
+                "galera rejects queries (wsrep_reject_queries={})",
+                escape(v)
+            ));
+        }
+    }
+    if let Some(v) = f.var("pxc_maint_mode") {
+        if !v.eq_ignore_ascii_case("disabled") {
+            return Err(format!("pxc_maint_mode is {}", escape(v)));
+        }
+    }
+    Ok(())
+}
+
+fn group(f: &Facts) -> Result<(), String> {
+    let g = match &f.group {
+        OptionalFact::Known(g) => g,
+        OptionalFact::Failed(e) => {
+            return Err(format!(
+                "group replication status unavailable: {}",
+                e.phrase()
+            ))
+        }
+        OptionalFact::NotCollected => return Err("group replication status not collected".into()),
+    };
+    let Some(own) = f.own_member() else {
+        return Err("group replication configured but this member is not in the group".into());
+    };
+    if own.state != "ONLINE" {
+        return Err(format!("group replication member {}", escape(&own.state)));
+    }
+    let online = g.members.iter().filter(|m| m.state == "ONLINE").count();
+    if online * 2 <= g.members.len() {
+        return Err(format!(
+            "group replication has no majority ({online} of {} members ONLINE)",
+            g.members.len()
+        ));
+    }
+    Ok(())
+}
+
+/// `/primary` on a Group Replication member: its role must be PRIMARY (before MySQL
+/// 8.0 there is no role column: writability, checked before, decides).
+fn group_primary(f: &Facts) -> Result<(), String> {
+    if !f.group_replication() {
+        return Ok(());
+    }
+    match f.own_member() {
+        Some(m) if m.role.is_empty() || m.role == "PRIMARY" => Ok(()),
+        Some(m) => Err(format!("group replication role {}", escape(&m.role))),
+        None => Err("group replication member not found".into()),
+    }
+}
+
+fn group_secondary(f: &Facts, check: &Check, role: Role) -> Verdict {
+    let Some(m) = f.own_member() else {
+        return Verdict::new(role, State::Down, "group replication member not found");
+    };
+    if m.role == "PRIMARY" {
+        return Verdict::new(
+            role,
+            State::Down,
+            "group replication PRIMARY, not a secondary",
+        );
+    }
+    if check.gr_max_applier_queue > 0 {
+        if let OptionalFact::Known(g) = &f.group {
+            match g.applier_queue {
+                Some(q) if q > check.gr_max_applier_queue => {
+                    return Verdict::new(
+                        role,
+                        State::Down,
+                        format!(
+                            "group replication applier queue {q} exceeds {}",
+                            check.gr_max_applier_queue
+                        ),
+                    )
+                }
+                Some(_) => {}
+                None => {
+                    return Verdict::new(
+                        role,
+                        State::Down,
+                        "group replication applier queue unknown",
+                    )
+                }
+            }
+        }
+    }
+    Verdict::new(role, State::Up, "group secondary online")
 }
 
 fn writable(f: &Facts) -> Result<(), String> {
@@ -592,6 +744,262 @@ mod tests {
             eval(&s, Role::Replica).reason,
             "replication status unavailable: missing privilege (error 1227)"
         );
+    }
+
+    fn galera_facts(status: &[(&str, &str)], vars: &[(&str, &str)]) -> Facts {
+        let mut f = writable_facts();
+        f.variables.insert("wsrep_on".into(), "ON".into());
+        f.variables.insert(
+            "wsrep_provider".into(),
+            "/usr/lib/galera/libgalera_smm.so".into(),
+        );
+        f.variables
+            .insert("wsrep_reject_queries".into(), "NONE".into());
+        for (k, v) in vars {
+            f.variables.insert(k.to_string(), v.to_string());
+        }
+        let mut st: std::collections::BTreeMap<String, String> = [
+            ("wsrep_local_state", "4"),
+            ("wsrep_cluster_status", "Primary"),
+            ("wsrep_ready", "ON"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in status {
+            st.insert(k.to_lowercase(), v.to_string());
+        }
+        f.status = OptionalFact::Known(st);
+        f
+    }
+
+    #[test]
+    fn galera_rules() {
+        let synced = snap(Ok(galera_facts(&[], &[])));
+        assert_eq!(eval(&synced, Role::Health).line(), "health: up");
+        assert_eq!(eval(&synced, Role::Primary).state, State::Up);
+        assert_eq!(
+            eval(&synced, Role::ReadOnly).line(),
+            "read-only: up - galera synced"
+        );
+        // A Galera node's read_only only affects /primary.
+        let ro = snap(Ok(galera_facts(&[], &[("read_only", "ON")])));
+        assert_eq!(eval(&ro, Role::ReadOnly).state, State::Up);
+        assert_eq!(eval(&ro, Role::Primary).state, State::Down);
+
+        let donor = galera_facts(&[("wsrep_local_state", "2")], &[("wsrep_desync", "ON")]);
+        assert_eq!(
+            eval(&snap(Ok(donor.clone())), Role::Health).reason,
+            "galera node Donor/Desynced (wsrep_local_state 2)"
+        );
+        let mut c = check();
+        c.galera_donor_is_healthy = true;
+        let s = snap(Ok(donor));
+        assert_eq!(
+            evaluate(Some(&s), Instant::now(), &c, Role::Health, None).state,
+            State::Up
+        );
+        let rejecting = galera_facts(
+            &[("wsrep_local_state", "2")],
+            &[("wsrep_sst_donor_rejects_queries", "ON")],
+        );
+        let s = snap(Ok(rejecting));
+        assert_eq!(
+            evaluate(Some(&s), Instant::now(), &c, Role::Health, None).reason,
+            "galera donor rejects queries during SST"
+        );
+
+        let isolated = galera_facts(
+            &[
+                ("wsrep_local_state", "0"),
+                ("wsrep_cluster_status", "non-Primary"),
+                ("wsrep_ready", "OFF"),
+            ],
+            &[],
+        );
+        assert_eq!(
+            eval(&snap(Ok(isolated)), Role::Health).reason,
+            "galera cluster component is not Primary"
+        );
+        let not_ready = galera_facts(&[("wsrep_ready", "OFF")], &[]);
+        assert_eq!(
+            eval(&snap(Ok(not_ready)), Role::Health).reason,
+            "galera wsrep_ready is not ON"
+        );
+        let joining = galera_facts(&[("wsrep_local_state", "1")], &[]);
+        assert_eq!(
+            eval(&snap(Ok(joining)), Role::Health).reason,
+            "galera node Joining (wsrep_local_state 1)"
+        );
+        let reject = galera_facts(&[], &[("wsrep_reject_queries", "ALL")]);
+        assert_eq!(
+            eval(&snap(Ok(reject)), Role::Health).reason,
+            "galera rejects queries (wsrep_reject_queries=ALL)"
+        );
+        let pxc = galera_facts(&[], &[("pxc_maint_mode", "MAINTENANCE")]);
+        assert_eq!(
+            eval(&snap(Ok(pxc)), Role::Health).reason,
+            "pxc_maint_mode is MAINTENANCE"
+        );
+        let mut failed = galera_facts(&[], &[]);
+        failed.status = OptionalFact::Failed(StepFailure {
+            reason: Reason::Timeout,
+            code: None,
+        });
+        assert_eq!(
+            eval(&snap(Ok(failed)), Role::Health).reason,
+            "galera status unavailable: timeout"
+        );
+    }
+
+    #[test]
+    fn plain_mariadb_wsrep_leftovers_are_ignored() {
+        // wsrep_on=OFF: wsrep_ready=OFF and Disconnected mean nothing.
+        let mut f = galera_facts(
+            &[
+                ("wsrep_ready", "OFF"),
+                ("wsrep_cluster_status", "Disconnected"),
+            ],
+            &[],
+        );
+        f.variables.insert("wsrep_on".into(), "OFF".into());
+        assert_eq!(eval(&snap(Ok(f.clone())), Role::Health).state, State::Up);
+        f.variables.insert("wsrep_on".into(), "ON".into());
+        f.variables.insert("wsrep_provider".into(), "none".into());
+        assert_eq!(eval(&snap(Ok(f)), Role::Health).state, State::Up);
+    }
+
+    fn member(id: &str, state: &str, role: &str) -> crate::facts::Member {
+        crate::facts::Member {
+            id: id.into(),
+            state: state.into(),
+            role: role.into(),
+        }
+    }
+
+    fn gr_facts(own_role: &str, members: Vec<crate::facts::Member>, queue: Option<u64>) -> Facts {
+        let mut f = facts(&[
+            ("group_replication_group_name", "aaaaaaaa-bbbb"),
+            ("server_uuid", "uuid-1"),
+            (
+                "read_only",
+                if own_role == "PRIMARY" { "OFF" } else { "ON" },
+            ),
+            (
+                "super_read_only",
+                if own_role == "PRIMARY" { "OFF" } else { "ON" },
+            ),
+        ]);
+        f.channels = OptionalFact::Known(vec![
+            channel("group_replication_applier", "Yes", "Yes", Some(0)),
+            channel("group_replication_recovery", "No", "No", None),
+        ]);
+        f.group = OptionalFact::Known(crate::facts::Group {
+            members,
+            applier_queue: queue,
+        });
+        f
+    }
+
+    #[test]
+    fn group_replication_rules() {
+        let three = |own_state: &str, own_role: &str| {
+            vec![
+                member("uuid-1", own_state, own_role),
+                member("uuid-2", "ONLINE", "SECONDARY"),
+                member(
+                    "uuid-3",
+                    "ONLINE",
+                    if own_role == "PRIMARY" {
+                        "SECONDARY"
+                    } else {
+                        "PRIMARY"
+                    },
+                ),
+            ]
+        };
+        let primary = snap(Ok(gr_facts("PRIMARY", three("ONLINE", "PRIMARY"), None)));
+        assert_eq!(eval(&primary, Role::Health).state, State::Up);
+        assert_eq!(eval(&primary, Role::Primary).line(), "primary: up");
+        assert_eq!(
+            eval(&primary, Role::Replica).reason,
+            "group replication PRIMARY, not a secondary"
+        );
+        assert_eq!(eval(&primary, Role::ReadOnly).state, State::Up);
+
+        let secondary = snap(Ok(gr_facts(
+            "SECONDARY",
+            three("ONLINE", "SECONDARY"),
+            None,
+        )));
+        assert_eq!(
+            eval(&secondary, Role::Replica).line(),
+            "replica: up - group secondary online"
+        );
+        assert_eq!(eval(&secondary, Role::Primary).state, State::Down);
+        assert_eq!(eval(&secondary, Role::ReadOnly).state, State::Up);
+
+        let recovering = snap(Ok(gr_facts(
+            "SECONDARY",
+            three("RECOVERING", "SECONDARY"),
+            None,
+        )));
+        assert_eq!(
+            eval(&recovering, Role::Health).reason,
+            "group replication member RECOVERING"
+        );
+        // A minority partition: we are ONLINE but see the others UNREACHABLE.
+        let minority = snap(Ok(gr_facts(
+            "PRIMARY",
+            vec![
+                member("uuid-1", "ONLINE", "PRIMARY"),
+                member("uuid-2", "UNREACHABLE", "SECONDARY"),
+                member("uuid-3", "UNREACHABLE", "SECONDARY"),
+            ],
+            None,
+        )));
+        assert_eq!(
+            eval(&minority, Role::Health).reason,
+            "group replication has no majority (1 of 3 members ONLINE)"
+        );
+        // Configured but stopped: own row OFFLINE (or absent).
+        let stopped = snap(Ok(gr_facts(
+            "SECONDARY",
+            vec![member("uuid-1", "OFFLINE", "")],
+            None,
+        )));
+        assert_eq!(
+            eval(&stopped, Role::Health).reason,
+            "group replication member OFFLINE"
+        );
+        let absent = snap(Ok(gr_facts("SECONDARY", vec![], None)));
+        assert_eq!(
+            eval(&absent, Role::Health).reason,
+            "group replication configured but this member is not in the group"
+        );
+        // Applier queue bound.
+        let mut c = check();
+        c.gr_max_applier_queue = 100;
+        let busy = snap(Ok(gr_facts(
+            "SECONDARY",
+            three("ONLINE", "SECONDARY"),
+            Some(250),
+        )));
+        assert_eq!(
+            evaluate(Some(&busy), Instant::now(), &c, Role::Replica, None).reason,
+            "group replication applier queue 250 exceeds 100"
+        );
+        let fine = snap(Ok(gr_facts(
+            "SECONDARY",
+            three("ONLINE", "SECONDARY"),
+            Some(3),
+        )));
+        assert_eq!(
+            evaluate(Some(&fine), Instant::now(), &c, Role::Replica, None).state,
+            State::Up
+        );
+        // group_replication_* channels never count as async replication for /primary.
+        assert_eq!(eval(&primary, Role::Primary).state, State::Up);
     }
 
     #[test]
