@@ -142,7 +142,7 @@ fn haproxy_sees_mariadb_up_and_a_dead_port_down() {
     let t = Instant::now();
     let hap = Haproxy::start(&body);
     eprintln!("Haproxy::start took {:?}", t.elapsed());
-    let up = hap.wait_for_state("mysql", "db", "UP", Duration::from_secs(10));
+    let up = hap.wait_for_checked_state("mysql", "db", "UP", Duration::from_secs(10));
     eprintln!("db UP after {up:?}");
     hap.wait_for_state("mysql", "dead", "DOWN", Duration::from_secs(10));
     assert_eq!(
@@ -177,6 +177,14 @@ fn haproxy_sees_mariadb_up_and_a_dead_port_down() {
     hap.admin("enable server mysql/db");
     hap.wait_for_state("mysql", "db", "UP", Duration::from_secs(10));
     assert!(hap.log().contains("mysql/db"), "{}", hap.log());
+}
+
+#[test]
+fn haproxy_csv_split_handles_quotes() {
+    assert_eq!(
+        common::haproxy::split_csv(r#"a,"b, c",,"say ""hi""",e"#),
+        vec!["a", "b, c", "", r#"say "hi""#, "e"]
+    );
 }
 
 #[test]

@@ -160,15 +160,10 @@ impl Haproxy {
             .next()
             .and_then(|h| h.strip_prefix("# "))
             .unwrap_or_else(|| panic!("unexpected `show stat` output: {out:?}"));
-        let cols: Vec<&str> = header.split(',').collect();
+        let cols = split_csv(header);
         lines
             .filter(|l| !l.is_empty())
-            .map(|l| {
-                cols.iter()
-                    .zip(l.split(','))
-                    .map(|(c, v)| (c.to_string(), v.to_string()))
-                    .collect()
-            })
+            .map(|l| cols.iter().cloned().zip(split_csv(l)).collect())
             .collect()
     }
 
@@ -223,6 +218,46 @@ impl Haproxy {
             thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// Like [`Haproxy::wait_for_state`], but also requires a completed health
+    /// check (`check_status` or `agent_status` set and not `INI`). HAProxy
+    /// starts servers UP before their first check, so `wait_for_state("UP")`
+    /// right after [`Haproxy::start`] may return before any check ran.
+    pub fn wait_for_checked_state(
+        &self,
+        backend: &str,
+        server: &str,
+        want: &str,
+        deadline: Duration,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            let row = self.stat_rows().into_iter().find(|r| {
+                r.get("pxname").map(String::as_str) == Some(backend)
+                    && r.get("svname").map(String::as_str) == Some(server)
+            });
+            let row = row.unwrap_or_else(|| panic!("no server {backend}/{server} in `show stat`"));
+            let checked = |f: &str| {
+                let v = row.get(f).map(|v| v.trim_start_matches("* ")).unwrap_or("");
+                !v.is_empty() && v != "INI"
+            };
+            if row.get("status").map(String::as_str) == Some(want)
+                && (checked("check_status") || checked("agent_status"))
+            {
+                return start.elapsed();
+            }
+            if start.elapsed() >= deadline {
+                // Reuse the detailed panic message.
+                self.wait_for_state(
+                    backend,
+                    server,
+                    &format!("{want} (checked)"),
+                    Duration::ZERO,
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for Haproxy {
@@ -234,6 +269,29 @@ impl Drop for Haproxy {
             }
         }
     }
+}
+
+/// Splits one CSV line; HAProxy quotes fields holding commas or quotes
+/// (`"a, b"`, `""` for a quote).
+pub fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if field.is_empty() => quoted = true,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            _ => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
 }
 
 fn numbered(text: &str) -> String {

@@ -30,7 +30,7 @@ pub struct MariaDb {
     dir: TempDir,
     port: u16,
     server_id: u32,
-    args: Vec<String>,
+    extra: Vec<String>,
     child: Option<Child>,
     last_pid: u32,
 }
@@ -49,20 +49,42 @@ impl MariaDb {
         let datadir = dir.path().join("data");
         process::copy_dir_all(template_datadir(), &datadir)
             .unwrap_or_else(|e| panic!("cannot copy the template datadir: {e}"));
-        let port = super::free_port();
         let server_id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
-        let d = dir.path();
+        let mut db = MariaDb {
+            dir,
+            port: 0,
+            server_id,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            last_pid: 0,
+        };
+        // Another process may take the port between free_port() and the
+        // bind: pick another one then (only here; restarts keep the port).
+        for attempt in 1.. {
+            db.port = super::free_port();
+            match db.try_spawn_and_wait() {
+                Ok(()) => break,
+                Err(e) if e.contains("Address already in use") && attempt < 5 => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        db
+    }
+
+    /// The full `mariadbd` command line (without the program name).
+    pub fn args(&self) -> Vec<String> {
+        let d = self.dir.path();
         let mut args: Vec<String> = vec![
             "--no-defaults".into(),
-            format!("--datadir={}", datadir.display()),
-            format!("--port={port}"),
+            format!("--datadir={}", self.datadir().display()),
+            format!("--port={}", self.port),
             "--bind-address=127.0.0.1".into(),
-            format!("--socket={}", d.join("mysqld.sock").display()),
+            format!("--socket={}", self.socket_path().display()),
             format!("--pid-file={}", d.join("mysqld.pid").display()),
-            format!("--log-error={}", d.join("error.log").display()),
+            format!("--log-error={}", self.error_log_path().display()),
             format!("--tmpdir={}", d.display()),
             "--user=root".into(),
-            format!("--server-id={server_id}"),
+            format!("--server-id={}", self.server_id),
             "--log-bin=mysql-bin".into(),
             "--relay-log=relay-bin".into(),
             "--skip-name-resolve".into(),
@@ -70,17 +92,8 @@ impl MariaDb {
             "--max-connect-errors=1000000".into(),
         ];
         args.extend(SMALL_AND_FAST.iter().map(|s| s.to_string()));
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut db = MariaDb {
-            dir,
-            port,
-            server_id,
-            args,
-            child: None,
-            last_pid: 0,
-        };
-        db.spawn_and_wait();
-        db
+        args.extend(self.extra.iter().cloned());
+        args
     }
 
     /// One server shared by all tests of the test binary that only run SQL
@@ -373,8 +386,25 @@ impl MariaDb {
     }
 
     fn spawn_and_wait(&mut self) {
+        if let Err(e) = self.try_spawn_and_wait() {
+            panic!("{e}");
+        }
+    }
+
+    /// Spawns `mariadbd` and waits until root can run `SELECT 1`. On failure
+    /// the process is reaped and the error includes the new part of the
+    /// error log.
+    fn try_spawn_and_wait(&mut self) -> Result<(), String> {
+        let log_start = std::fs::metadata(self.error_log_path()).map_or(0, |m| m.len() as usize);
+        let new_log = |db: &MariaDb| {
+            let log = std::fs::read(db.error_log_path()).unwrap_or_default();
+            let log =
+                String::from_utf8_lossy(log.get(log_start..).unwrap_or_default()).into_owned();
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        };
         let mut cmd = Command::new("mariadbd");
-        cmd.args(&self.args)
+        cmd.args(self.args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -385,31 +415,28 @@ impl MariaDb {
         self.child = Some(child);
         let start = Instant::now();
         loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            let child = self.child.as_mut().expect("child");
+            if let Some(status) = child.try_wait().ok().flatten() {
                 self.child = None;
-                panic!(
+                return Err(format!(
                     "mariadbd on port {} exited during startup ({status})\nerror.log:\n{}",
                     self.port,
-                    self.error_log_tail(40)
-                );
+                    new_log(self)
+                ));
             }
             let probe = self.try_sql_timeout("SELECT 1", Duration::from_secs(5));
             if probe.is_ok() {
-                return;
+                return Ok(());
             }
             if start.elapsed() >= READY_DEADLINE {
                 let mut child = self.child.take().expect("child");
                 process::kill_and_reap(&mut child);
-                panic!(
+                return Err(format!(
                     "mariadbd on port {} not ready after {READY_DEADLINE:?}: {}\nerror.log:\n{}",
                     self.port,
                     probe.unwrap_err(),
-                    self.error_log_tail(40)
-                );
+                    new_log(self)
+                ));
             }
             thread::sleep(Duration::from_millis(20));
         }
