@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod endpoints;
 pub mod facts;
+pub mod haproxy_config;
 pub mod http;
 pub mod inetd;
 pub mod maintenance;

@@ -51,6 +51,45 @@ enum Command {
         #[command(subcommand)]
         action: MaintenanceAction,
     },
+    /// Print a haproxy.cfg for servers that each run mysqlchk
+    HaproxyConfig(HaproxyArgs),
+}
+
+#[derive(clap::Args)]
+struct HaproxyArgs {
+    /// NAME=HOST:PORT,... (the MySQL addresses)
+    #[arg(long, value_name = "LIST")]
+    servers: String,
+    /// replication | galera | group-replication
+    #[arg(long, default_value = "replication")]
+    topology: String,
+    /// mysqlchk's HTTP port on every server
+    #[arg(long, default_value_t = 9200)]
+    check_port: u16,
+    /// mysqlchk's agent-check port (adds lag-weighted agent checks to the read side)
+    #[arg(long)]
+    agent_port: Option<u16>,
+    /// Address the listeners bind to
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: String,
+    /// Port of the write listener
+    #[arg(long, default_value_t = 3306)]
+    write_port: u16,
+    /// Port of the read listener
+    #[arg(long, default_value_t = 3307)]
+    read_port: u16,
+    /// Hard replication lag bound of the read listener
+    #[arg(long, default_value = "30s")]
+    max_lag: String,
+    /// Send reads to any healthy server when no replica passes
+    #[arg(long)]
+    read_fallback: bool,
+    /// HAProxy's server-state file
+    #[arg(long, default_value = "/var/lib/haproxy/server-state")]
+    state_file: String,
+    /// Also add a stats page bound to this ADDR:PORT
+    #[arg(long, value_name = "ADDR:PORT")]
+    stats: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -75,6 +114,7 @@ fn main() -> ExitCode {
         Command::Check { role, max_lag } => check(cli.config.as_deref(), &role, max_lag.as_deref()),
         Command::Validate => validate(cli.config.as_deref()),
         Command::Maintenance { action } => maintenance_cmd(cli.config.as_deref(), action),
+        Command::HaproxyConfig(args) => haproxy_config(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
@@ -311,4 +351,46 @@ fn daemon_maintenance(addr: std::net::SocketAddr) -> Option<bool> {
     let body = text.split_once("\r\n\r\n")?.1;
     let doc: serde_json::Value = serde_json::from_str(body).ok()?;
     Some(!doc["snapshot"]["maintenance"].is_null())
+}
+
+fn haproxy_config(a: HaproxyArgs) -> i32 {
+    use mysqlchk::haproxy_config::{parse_servers, render, Options, Topology};
+    let servers = match parse_servers(&a.servers) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mysqlchk haproxy-config: {e}");
+            return 2;
+        }
+    };
+    let Some(topology) = Topology::parse(&a.topology) else {
+        eprintln!(
+            "mysqlchk haproxy-config: --topology {:?}: expected replication, galera or group-replication",
+            a.topology
+        );
+        return 2;
+    };
+    let Some(max_lag) = config::parse_duration(&a.max_lag) else {
+        eprintln!(
+            "mysqlchk haproxy-config: --max-lag {:?}: expected seconds or a duration",
+            a.max_lag
+        );
+        return 2;
+    };
+    print!(
+        "{}",
+        render(&Options {
+            servers,
+            topology,
+            check_port: a.check_port,
+            agent_port: a.agent_port,
+            bind: a.bind,
+            write_port: a.write_port,
+            read_port: a.read_port,
+            max_lag,
+            read_fallback: a.read_fallback,
+            state_file: a.state_file,
+            stats: a.stats,
+        })
+    );
+    0
 }

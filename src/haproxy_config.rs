@@ -1,0 +1,320 @@
+//! `mysqlchk haproxy-config`: print a haproxy.cfg that works out of the box with one
+//! mysqlchk per server (pure text generation, unit-tested; the integration tests run
+//! `haproxy -dW -c` on every topology, where warnings are errors).
+//!
+//! What it encodes, and why:
+//! - **write listener, `balance first`** checking `/primary`: exactly one writer even
+//!   when two servers pass `/primary` for a moment during a switchover; Galera gets it
+//!   too (one writer avoids certification conflicts);
+//! - **`on-marked-down shutdown-sessions`**: sessions to a server marked down are cut,
+//!   so clients of a demoted or stuck primary reconnect to the new one;
+//! - **read listener, `balance leastconn`** checking `/replica?lag=<hard bound>` with
+//!   `http-check disable-on-404` (maintenance drains gracefully) and, with an agent
+//!   port, agent-check weights for the soft lag range;
+//! - `retries 3` + `option redispatch`: a refused connection goes to another server;
+//! - `inter 2s fastinter 1s downinter 5s rise 3 fall 2`: down within ~2 s of a failed
+//!   check, back after 3 good ones;
+//! - client/server timeouts fit for pooled connections (MySQL's `wait_timeout` is 8 h;
+//!   TCP keep-alives find dead peers), `timeout check` short since mysqlchk answers at
+//!   once;
+//! - `server-state-file` + `load-server-state-from-file`: after a reload, drained or
+//!   DOWN servers stay so instead of counting as UP until their first check;
+//! - `--read-fallback`: when no replica passes (e.g. the primary died and every replica's
+//!   IO thread is `Connecting`), reads go to any healthy server.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    Replication,
+    Galera,
+    GroupReplication,
+}
+
+impl Topology {
+    pub fn parse(s: &str) -> Option<Topology> {
+        Some(match s {
+            "replication" => Topology::Replication,
+            "galera" => Topology::Galera,
+            "group-replication" | "gr" => Topology::GroupReplication,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Topology::Replication => "replication",
+            Topology::Galera => "galera",
+            Topology::GroupReplication => "group-replication",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    /// `host:port` as HAProxy wants it (`[v6]:port` for IPv6).
+    pub address: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub servers: Vec<Server>,
+    pub topology: Topology,
+    pub check_port: u16,
+    pub agent_port: Option<u16>,
+    pub bind: String,
+    pub write_port: u16,
+    pub read_port: u16,
+    pub max_lag: Duration,
+    pub read_fallback: bool,
+    pub state_file: String,
+    pub stats: Option<String>,
+}
+
+/// `db1=10.0.0.2:3306,db2=10.0.0.3:3306` (the port defaults to 3306).
+pub fn parse_servers(s: &str) -> Result<Vec<Server>, String> {
+    let mut out: Vec<Server> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--servers: {item:?} is not NAME=HOST:PORT"))?;
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "--servers: server name {name:?} must be letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if out.iter().any(|s| s.name == name) {
+            return Err(format!("--servers: server name {name:?} used twice"));
+        }
+        let address = normalise_address(addr.trim())
+            .ok_or_else(|| format!("--servers: {addr:?} is not HOST:PORT"))?;
+        out.push(Server {
+            name: name.to_string(),
+            address,
+        });
+    }
+    if out.is_empty() {
+        return Err("--servers: at least one NAME=HOST:PORT is needed".into());
+    }
+    Ok(out)
+}
+
+fn normalise_address(a: &str) -> Option<String> {
+    if let Ok(sa) = a.parse::<std::net::SocketAddr>() {
+        return Some(sa.to_string());
+    }
+    if let Ok(ip) = a.parse::<std::net::IpAddr>() {
+        return Some(std::net::SocketAddr::new(ip, 3306).to_string());
+    }
+    let (host, port) = match a.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().ok().filter(|p| *p > 0)?),
+        None => (a, 3306),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'));
+    host_ok.then(|| format!("{host}:{port}"))
+}
+
+pub fn render(o: &Options) -> String {
+    let mut s = String::new();
+    let lag = o.max_lag.as_secs().max(1);
+    let w = |s: &mut String, line: &str| {
+        s.push_str(line);
+        s.push('\n');
+    };
+    let _ = writeln!(
+        s,
+        "# Generated by mysqlchk {} haproxy-config (topology: {}).\n\
+         # Every server runs mysqlchk: HTTP checks on port {}{}.\n\
+         # Before the first start: echo 1 > {}   (an empty server-state file)",
+        env!("CARGO_PKG_VERSION"),
+        o.topology.name(),
+        o.check_port,
+        o.agent_port
+            .map(|p| format!(", agent-check on port {p}"))
+            .unwrap_or_default(),
+        o.state_file
+    );
+    w(&mut s, "global");
+    let _ = writeln!(s, "    server-state-file {}", o.state_file);
+    w(&mut s, "");
+    w(&mut s, "defaults mysql");
+    for line in [
+        "    mode tcp",
+        "    timeout connect 3s",
+        "    # pooled MySQL connections sit idle for long: MySQL's wait_timeout is 8h",
+        "    timeout client 8h",
+        "    timeout server 8h",
+        "    option clitcpka",
+        "    option srvtcpka",
+        "    # mysqlchk answers from memory: a check that takes long means the host is in trouble",
+        "    timeout check 2s",
+        "    # a refused connection is retried on another server",
+        "    retries 3",
+        "    option redispatch",
+        "    # after a reload, drained or DOWN servers stay so",
+        "    load-server-state-from-file global",
+        "    default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2 on-marked-down shutdown-sessions",
+    ] {
+        w(&mut s, line);
+    }
+    if let Some(stats) = &o.stats {
+        let _ = writeln!(
+            s,
+            "\nlisten mysql-stats\n    mode http\n    bind {stats}\n    stats enable\n    stats uri /\n    stats refresh 5s"
+        );
+    }
+
+    // Write listener.
+    let _ = writeln!(
+        s,
+        "\nlisten mysql-write\n    bind {}:{}\n    # one writer, even when two servers pass /primary during a switchover\n    balance first\n    option httpchk\n    http-check send meth GET uri /primary",
+        o.bind, o.write_port
+    );
+    for srv in &o.servers {
+        let _ = writeln!(
+            s,
+            "    server {} {} check port {}",
+            srv.name, srv.address, o.check_port
+        );
+    }
+
+    // Read side.
+    let (read_uri, agent_send) = match o.topology {
+        Topology::Replication => (
+            format!("/replica?lag={lag}"),
+            Some(format!("replica max_lag={lag}s")),
+        ),
+        Topology::GroupReplication => ("/replica".to_string(), Some("replica".to_string())),
+        Topology::Galera => ("/read-only".to_string(), None),
+    };
+    let fallback_uri = match o.topology {
+        Topology::GroupReplication => "/read-only",
+        _ => "/health",
+    };
+    if o.read_fallback {
+        let _ = writeln!(
+            s,
+            "\nfrontend mysql-read\n    bind {}:{}\n    # no replica passes (e.g. the primary died): read from any healthy server\n    use_backend mysql-read-fallback if {{ nbsrv(mysql-read-replicas) eq 0 }}\n    default_backend mysql-read-replicas\n\nbackend mysql-read-replicas",
+            o.bind, o.read_port
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "\nlisten mysql-read\n    bind {}:{}",
+            o.bind, o.read_port
+        );
+    }
+    let _ = writeln!(
+        s,
+        "    balance leastconn\n    option httpchk\n    http-check send meth GET uri {read_uri}\n    # maintenance answers 404: drain gracefully (no new connections, open ones finish)\n    http-check disable-on-404"
+    );
+    for srv in &o.servers {
+        let agent = match (o.agent_port, &agent_send) {
+            (Some(p), Some(send)) => {
+                format!(" agent-check agent-port {p} agent-inter 2s agent-send \"{send}\\n\"")
+            }
+            (Some(p), None) => format!(" agent-check agent-port {p} agent-inter 2s"),
+            (None, _) => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "    server {} {} check port {}{agent}",
+            srv.name, srv.address, o.check_port
+        );
+    }
+    if o.read_fallback {
+        let _ = writeln!(
+            s,
+            "\nbackend mysql-read-fallback\n    balance leastconn\n    option httpchk\n    http-check send meth GET uri {fallback_uri}\n    http-check disable-on-404"
+        );
+        for srv in &o.servers {
+            let _ = writeln!(
+                s,
+                "    server {} {} check port {}",
+                srv.name, srv.address, o.check_port
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(t: Topology) -> Options {
+        Options {
+            servers: parse_servers("db1=10.0.0.2:3306,db2=10.0.0.3").unwrap(),
+            topology: t,
+            check_port: 9200,
+            agent_port: Some(9201),
+            bind: "0.0.0.0".into(),
+            write_port: 3306,
+            read_port: 3307,
+            max_lag: Duration::from_secs(30),
+            read_fallback: false,
+            state_file: "/var/lib/haproxy/server-state".into(),
+            stats: None,
+        }
+    }
+
+    #[test]
+    fn servers() {
+        let s = parse_servers("db1=10.0.0.2:3306, db2=[::1]:3307,db3=db-3.example:3306").unwrap();
+        assert_eq!(s[0].address, "10.0.0.2:3306");
+        assert_eq!(s[1].address, "[::1]:3307");
+        assert_eq!(s[2].address, "db-3.example:3306");
+        assert!(parse_servers("").is_err());
+        assert!(parse_servers("db1").is_err());
+        assert!(parse_servers("d b=1.2.3.4:1").is_err());
+        assert!(parse_servers("db1=1.2.3.4:99999").is_err());
+        assert!(parse_servers("db1=1.2.3.4,db1=1.2.3.5").is_err());
+    }
+
+    #[test]
+    fn replication_config_has_the_essentials() {
+        let c = render(&opts(Topology::Replication));
+        for needle in [
+            "balance first",
+            "http-check send meth GET uri /primary",
+            "balance leastconn",
+            "http-check send meth GET uri /replica?lag=30",
+            "http-check disable-on-404",
+            "on-marked-down shutdown-sessions",
+            "retries 3",
+            "option redispatch",
+            "default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2",
+            "server-state-file /var/lib/haproxy/server-state",
+            "load-server-state-from-file global",
+            "timeout check",
+            "agent-send \"replica max_lag=30s\\n\"",
+            "server db2 10.0.0.3:3306 check port 9200",
+        ] {
+            assert!(c.contains(needle), "missing {needle:?} in\n{c}");
+        }
+        assert!(!c.contains("mysql-read-fallback"));
+    }
+
+    #[test]
+    fn fallback_and_topologies() {
+        let mut o = opts(Topology::Galera);
+        o.read_fallback = true;
+        o.agent_port = None;
+        let c = render(&o);
+        assert!(c.contains("uri /read-only"));
+        assert!(c.contains("nbsrv(mysql-read-replicas) eq 0"));
+        assert!(!c.contains("agent-check"));
+        let c = render(&opts(Topology::GroupReplication));
+        assert!(c.contains("uri /replica\n"));
+    }
+}
