@@ -868,8 +868,12 @@ impl Reader<'_> {
             },
             |_| None,
         );
-        let soft_lag = self.duration("agent", "soft_lag", Duration::from_secs(10));
-        if soft_lag > check.max_replication_lag {
+        // Unset, the soft bound follows a tight hard bound down (10 s, or a third of
+        // it), so lowering max_replication_lag alone never makes the config invalid.
+        let explicit = self.raw("agent", "soft_lag").is_some();
+        let default_soft = Duration::from_secs(10).min(check.max_replication_lag / 3);
+        let soft_lag = self.duration("agent", "soft_lag", default_soft);
+        if explicit && soft_lag > check.max_replication_lag {
             self.errors.push(format!(
                 "{}: agent.soft_lag = {}: must not exceed check.max_replication_lag ({})",
                 self.source,
