@@ -373,7 +373,8 @@ impl Reader<'_> {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if rest == "CONFIG" {
+            // Not settings: the config path, and the hand-over's ready pipe.
+            if rest == "CONFIG" || rest == "READY_FD" {
                 continue;
             }
             let known = KEYS.iter().any(|(s, keys)| {

@@ -1,18 +1,29 @@
-//! `mysqlchk serve`: binds the listeners, runs the checker and the accept loops, and
-//! turns signals into events (SIGTERM/SIGINT stop, SIGHUP reload).
+//! `mysqlchk serve`: listeners, the checker, the accept loops, and the control loop
+//! that turns signals into events — SIGTERM/SIGINT stop, SIGHUP reload, SIGUSR2 hand
+//! over to a new binary.
 //!
-//! Invariants: the config is validated before anything is bound; a reload that fails
-//! validation changes nothing and logs one line per error; stopping stops accepting
-//! first, then gives in-flight requests a bounded grace period.
+//! Invariants:
+//! - the config is validated before anything is bound; a reload that fails
+//!   validation (or cannot bind a new address) changes nothing and logs one line per
+//!   error; sockets whose address is unchanged are kept, so no check is refused;
+//! - stopping stops accepting first, then gives in-flight requests a bounded grace;
+//! - inherited sockets (systemd, or our own hand-over) are not accepted on until the
+//!   first round completed, so a restart never answers `starting`;
+//! - on SIGUSR2 the new process gets the listening sockets as `LISTEN_FDS`; the old one
+//!   stops accepting only after the new one says it accepts, and the sockets are never
+//!   closed in between (closing a listening socket resets what is queued on it).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,13 +31,21 @@ use crate::config::{self, Config};
 use crate::metrics::Metrics;
 use crate::serve::{http_loop, Ctx};
 use crate::snapshot::Shared;
+use crate::systemd::{classify, inherited, Kind, Notifier};
 
 const GRACE: Duration = Duration::from_secs(5);
+/// Environment variable naming the descriptor a handed-over child reports on.
+pub const READY_FD_ENV: &str = "MYSQLCHK_READY_FD";
 
-/// Bound, not yet accepting, listening sockets.
-pub struct Listeners {
-    pub http: Vec<(SocketAddr, std::net::TcpListener)>,
-    pub agent: Vec<(SocketAddr, std::net::TcpListener)>,
+/// A listening socket, bound or inherited, not yet accepting.
+pub struct Bound {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    pub listener: std::net::TcpListener,
+    /// Matched by its systemd name rather than a configured address: kept across
+    /// reloads whatever the config says.
+    pub pinned: bool,
+    pub inherited: bool,
 }
 
 /// Bind one listening socket: `SO_REUSEADDR` (restart while old connections sit in
@@ -49,24 +68,307 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
-pub fn bind_all(cfg: &Config) -> Result<Listeners, String> {
-    let one = |a: &SocketAddr| {
-        bind(*a)
-            .map(|l| (*a, l))
-            .map_err(|e| format!("cannot listen on {a}: {e}"))
+fn wanted(cfg: &Config) -> Vec<(Kind, SocketAddr)> {
+    cfg.listen
+        .http
+        .iter()
+        .map(|a| (Kind::Http, *a))
+        .chain(cfg.listen.agent.iter().map(|a| (Kind::Agent, *a)))
+        .collect()
+}
+
+/// Adopt what we inherited, bind the rest. Called before the runtime exists.
+pub fn prepare(cfg: &Config, env: &BTreeMap<String, String>) -> Result<Vec<Bound>, String> {
+    let mut out: Vec<Bound> = Vec::new();
+    for inh in inherited(env, std::process::id()) {
+        let Some(l) = crate::sys::adopt_listener(inh.fd) else {
+            tracing::warn!(
+                "inherited descriptor {} is not a listening TCP socket: ignored",
+                inh.fd
+            );
+            continue;
+        };
+        let Ok(local) = l.local_addr() else { continue };
+        match classify(local, &inh.name, &cfg.listen.http, &cfg.listen.agent) {
+            Some((kind, addr)) => {
+                let pinned = !cfg.listen.http.contains(&addr) && !cfg.listen.agent.contains(&addr);
+                let _ = l.set_nonblocking(true);
+                tracing::info!("using inherited {} socket {addr}", kind.name());
+                out.push(Bound {
+                    kind,
+                    addr,
+                    listener: l,
+                    pinned,
+                    inherited: true,
+                });
+            }
+            None => tracing::warn!(
+                "inherited socket {local} (name {:?}) matches no listener in the config: closed",
+                inh.name
+            ),
+        }
+    }
+    crate::systemd::clear_env();
+    for (kind, addr) in wanted(cfg) {
+        if out.iter().any(|b| b.addr == addr) {
+            continue;
+        }
+        let listener = bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        out.push(Bound {
+            kind,
+            addr,
+            listener,
+            pinned: false,
+            inherited: false,
+        });
+    }
+    Ok(out)
+}
+
+/// One running accept loop.
+struct Running {
+    kind: Kind,
+    addr: SocketAddr,
+    pinned: bool,
+    fd: i32,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+struct Daemon {
+    config: Arc<ArcSwap<Config>>,
+    shared: Arc<Shared>,
+    ctx: Arc<Ctx>,
+    reconfigured: Arc<Notify>,
+    tracker: TaskTracker,
+    running: Vec<Running>,
+    notifier: Notifier,
+    path: PathBuf,
+    explicit: bool,
+    exe: Option<PathBuf>,
+}
+
+impl Daemon {
+    fn start_loop(&mut self, b: Bound) {
+        let fd = b.listener.as_raw_fd();
+        let listener = match tokio::net::TcpListener::from_std(b.listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("cannot use the listener on {}: {e}", b.addr);
+                return;
+            }
+        };
+        let stop = CancellationToken::new();
+        let task = match b.kind {
+            Kind::Http => tokio::spawn(http_loop(
+                listener,
+                self.ctx.clone(),
+                stop.clone(),
+                self.tracker.clone(),
+            )),
+            Kind::Agent => tokio::spawn(crate::agent::agent_loop(
+                listener,
+                self.ctx.clone(),
+                stop.clone(),
+                self.tracker.clone(),
+            )),
+        };
+        self.running.push(Running {
+            kind: b.kind,
+            addr: b.addr,
+            pinned: b.pinned,
+            fd,
+            stop,
+            task,
+        });
+    }
+
+    /// Wait (bounded) until the first round has been published.
+    async fn first_round(&self) -> bool {
+        let cfg = self.config.load();
+        let limit = cfg.mysql.connect_timeout + cfg.check.timeout * 5 + Duration::from_secs(1);
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if self.shared.latest().is_some() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    /// Re-read and validate; bind new addresses; apply atomically or keep the old.
+    fn reload(&mut self) {
+        self.notifier.reloading();
+        let env = config::process_env();
+        let loaded = match config::load(&self.path, self.explicit, &env) {
+            Ok(l) => l,
+            Err(errors) => {
+                for e in &errors.0 {
+                    tracing::error!("reload rejected: {e}");
+                }
+                tracing::error!("reload rejected: keeping the running configuration");
+                self.notifier.notify("READY=1");
+                return;
+            }
+        };
+        for w in &loaded.warnings {
+            tracing::warn!("{w}");
+        }
+        let new = loaded.config;
+        // Bind what is new before changing anything: a failure leaves all as it was.
+        let mut fresh = Vec::new();
+        for (kind, addr) in wanted(&new) {
+            if self
+                .running
+                .iter()
+                .any(|r| r.addr == addr && r.kind == kind)
+            {
+                continue;
+            }
+            match bind(addr) {
+                Ok(listener) => fresh.push(Bound {
+                    kind,
+                    addr,
+                    listener,
+                    pinned: false,
+                    inherited: false,
+                }),
+                Err(e) => {
+                    tracing::error!("reload rejected: cannot listen on {addr}: {e}");
+                    self.notifier.notify("READY=1");
+                    return;
+                }
+            }
+        }
+        let keep: Vec<(Kind, SocketAddr)> = wanted(&new);
+        let old = self.config.load_full();
+        self.config.store(Arc::new(new));
+        self.reconfigured.notify_one();
+        for b in fresh {
+            tracing::info!("now listening on {} ({})", b.addr, b.kind.name());
+            self.start_loop(b);
+        }
+        self.running.retain(|r| {
+            let stays = r.pinned || keep.contains(&(r.kind, r.addr));
+            if !stays {
+                tracing::info!("no longer listening on {} ({})", r.addr, r.kind.name());
+                r.stop.cancel();
+            }
+            stays
+        });
+        if old.listen.max_connections != self.config.load().listen.max_connections {
+            tracing::warn!("listen.max_connections takes effect at the next restart");
+        }
+        tracing::info!("reloaded {}", self.path.display());
+        self.notifier.notify("READY=1");
+    }
+
+    /// SIGUSR2: start the (new) binary with our sockets; true once it reported ready.
+    async fn hand_over(&mut self) -> bool {
+        let Some(exe) = self.exe.clone() else {
+            tracing::error!("hand-over impossible: the path of our executable is unknown");
+            return false;
+        };
+        let (read, write) = match crate::sys::pipe() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("hand-over impossible: {e}");
+                return false;
+            }
+        };
+        let mut fds: Vec<i32> = self.running.iter().map(|r| r.fd).collect();
+        let names: Vec<&str> = self.running.iter().map(|r| r.kind.name()).collect();
+        let n = fds.len();
+        fds.push(write.as_raw_fd());
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(std::env::args_os().skip(1))
+            .env("LISTEN_FDS", n.to_string())
+            .env("LISTEN_FDNAMES", names.join(":"))
+            .env(READY_FD_ENV, (3 + n).to_string())
+            .env_remove("LISTEN_PID");
+        crate::sys::pass_fds_on_exec(&mut cmd, fds);
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("hand-over: cannot start {}: {e}", exe.display());
+                return false;
+            }
+        };
+        drop(write);
+        tracing::info!(
+            pid = child.id(),
+            "hand-over: started {}, waiting for it to accept",
+            exe.display()
+        );
+        let waited = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::task::spawn_blocking(move || read_ready(read)),
+        )
+        .await;
+        // The child runs on its own from here (re-parented to init when we exit);
+        // dropping the handle neither waits for nor kills it.
+        drop(child);
+        match waited {
+            Ok(Ok(true)) => {
+                tracing::info!("hand-over: the new process accepts; stopping this one");
+                true
+            }
+            _ => {
+                tracing::error!(
+                    "hand-over: the new process did not report ready; keeping this one"
+                );
+                false
+            }
+        }
+    }
+
+    async fn stop(mut self) {
+        self.notifier.notify("STOPPING=1");
+        tracing::info!("stopping: no new connections, finishing those in flight");
+        for r in &self.running {
+            r.stop.cancel();
+        }
+        for r in self.running.drain(..) {
+            let _ = r.task.await;
+        }
+        self.tracker.close();
+        if tokio::time::timeout(GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over: closing the remaining connections");
+        }
+    }
+}
+
+/// Block until the child writes its ready line (or closes the pipe).
+fn read_ready(fd: OwnedFd) -> bool {
+    use std::io::Read;
+    let mut f = std::fs::File::from(fd);
+    let mut buf = [0u8; 16];
+    matches!(f.read(&mut buf), Ok(n) if n > 0)
+}
+
+/// Tell a parent that handed its sockets to us that we accept now.
+fn report_ready(env: &BTreeMap<String, String>) {
+    let Some(fd) = env.get(READY_FD_ENV).and_then(|v| v.parse::<i32>().ok()) else {
+        return;
     };
-    Ok(Listeners {
-        http: cfg.listen.http.iter().map(one).collect::<Result<_, _>>()?,
-        agent: cfg.listen.agent.iter().map(one).collect::<Result<_, _>>()?,
-    })
+    if let Some(fd) = crate::sys::adopt_fd(fd) {
+        use std::io::Write;
+        let mut f = std::fs::File::from(fd);
+        let _ = f.write_all(b"READY\n");
+    }
 }
 
 /// Run until stopped. `path`/`explicit` say where reload re-reads the config from.
 pub async fn run(
     cfg: Config,
-    listeners: Listeners,
+    listeners: Vec<Bound>,
     path: PathBuf,
     explicit: bool,
+    env: BTreeMap<String, String>,
     shutdown: CancellationToken,
 ) {
     let config = Arc::new(ArcSwap::from_pointee(cfg));
@@ -74,9 +376,6 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let reconfigured = Arc::new(Notify::new());
     let ctx = Arc::new(Ctx::new(config.clone(), shared.clone(), metrics.clone()));
-    let tracker = TaskTracker::new();
-    let accept_stop = CancellationToken::new();
-
     let checker = tokio::spawn(crate::checker::run(
         config.clone(),
         shared.clone(),
@@ -84,109 +383,92 @@ pub async fn run(
         reconfigured.clone(),
         shutdown.clone(),
     ));
-
-    let mut loops = Vec::new();
-    for (addr, l) in listeners.http {
-        match tokio::net::TcpListener::from_std(l) {
-            Ok(l) => loops.push(tokio::spawn(http_loop(
-                l,
-                ctx.clone(),
-                accept_stop.clone(),
-                tracker.clone(),
-            ))),
-            Err(e) => tracing::error!("cannot use the listener on {addr}: {e}"),
-        }
-    }
-    for (addr, l) in listeners.agent {
-        match tokio::net::TcpListener::from_std(l) {
-            Ok(l) => loops.push(tokio::spawn(crate::agent::agent_loop(
-                l,
-                ctx.clone(),
-                accept_stop.clone(),
-                tracker.clone(),
-            ))),
-            Err(e) => tracing::error!("cannot use the agent listener on {addr}: {e}"),
-        }
-    }
-
-    let signals = tokio::spawn(signal_loop(
-        config.clone(),
-        reconfigured.clone(),
+    let mut d = Daemon {
+        config,
+        shared,
+        ctx,
+        reconfigured,
+        tracker: TaskTracker::new(),
+        running: Vec::new(),
+        notifier: Notifier::from_env(&env),
         path,
         explicit,
-        shutdown.clone(),
-    ));
+        exe: std::env::current_exe().ok(),
+    };
 
-    shutdown.cancelled().await;
-    tracing::info!("stopping: no new connections, finishing those in flight");
-    accept_stop.cancel();
-    for l in loops {
-        let _ = l.await;
+    // A restart (inherited sockets) must not answer `starting`: complete one round
+    // first; connections meanwhile wait in the kernel's queue.
+    let inherited_any = listeners.iter().any(|b| b.inherited);
+    if inherited_any && !d.first_round().await {
+        tracing::warn!("first round still running: accepting anyway");
     }
-    tracker.close();
-    if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
-        tracing::warn!("grace period over: closing the remaining connections");
+    for b in listeners {
+        d.start_loop(b);
     }
+    report_ready(&env);
+
+    let watchdog = d.notifier.watchdog.map(|period| {
+        let notifier = d.notifier.clone();
+        let shared = d.shared.clone();
+        let config = d.config.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period / 2).await;
+                // Tied to checker progress: a stuck prober stops the pings.
+                let fresh = shared
+                    .since_progress(Instant::now())
+                    .is_some_and(|age| age <= config.load().check.stale_after);
+                if fresh {
+                    notifier.notify("WATCHDOG=1");
+                }
+            }
+        })
+    });
+    if d.notifier.enabled() {
+        let shared = d.shared.clone();
+        let notifier = d.notifier.clone();
+        tokio::spawn(async move {
+            while shared.latest().is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            notifier.notify("READY=1\nSTATUS=first check done");
+        });
+    }
+
+    control(&mut d, &shutdown).await;
+    shutdown.cancel();
+    d.stop().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), checker).await;
-    signals.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     tracing::info!("stopped");
 }
 
-async fn signal_loop(
-    config: Arc<ArcSwap<Config>>,
-    reconfigured: Arc<Notify>,
-    path: PathBuf,
-    explicit: bool,
-    shutdown: CancellationToken,
-) {
+/// Signals → events, until a stop.
+async fn control(d: &mut Daemon, shutdown: &CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr2)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined2()),
     ) else {
         tracing::error!("cannot install signal handlers");
+        shutdown.cancelled().await;
         return;
     };
     loop {
         tokio::select! {
-            _ = term.recv() => { shutdown.cancel(); return; }
-            _ = int.recv() => { shutdown.cancel(); return; }
-            _ = hup.recv() => reload(&config, &reconfigured, &path, explicit),
-        }
-    }
-}
-
-/// Re-read and validate; apply atomically or keep the old config.
-pub fn reload(
-    config: &ArcSwap<Config>,
-    reconfigured: &Notify,
-    path: &std::path::Path,
-    explicit: bool,
-) {
-    let env = config::process_env();
-    match config::load(path, explicit, &env) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                tracing::warn!("{w}");
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = shutdown.cancelled() => return,
+            _ = hup.recv() => d.reload(),
+            _ = usr2.recv() => {
+                if d.hand_over().await {
+                    return;
+                }
             }
-            let old = config.load_full();
-            if loaded.config.listen.http != old.listen.http
-                || loaded.config.listen.agent != old.listen.agent
-            {
-                tracing::warn!(
-                    "reload: listener addresses changed; they take effect at the next restart"
-                );
-            }
-            config.store(Arc::new(loaded.config));
-            reconfigured.notify_one();
-            tracing::info!("reloaded {}", path.display());
-        }
-        Err(errors) => {
-            for e in &errors.0 {
-                tracing::error!("reload rejected: {e}");
-            }
-            tracing::error!("reload rejected: keeping the running configuration");
         }
     }
 }

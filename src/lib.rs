@@ -27,4 +27,5 @@ pub mod serve;
 pub mod snapshot;
 pub mod status;
 pub mod sys;
+pub mod systemd;
 pub mod verdict;

@@ -170,7 +170,8 @@ fn serve(cli: Option<&Path>) -> i32 {
     init_logging(&cfg);
     let want = cfg.listen.max_connections as u64 * 2 + 64;
     let nofile = mysqlchk::sys::raise_nofile(want);
-    let listeners = match daemon::bind_all(&cfg) {
+    let env = config::process_env();
+    let listeners = match daemon::prepare(&cfg, &env) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("{e}");
@@ -196,7 +197,7 @@ fn serve(cli: Option<&Path>) -> i32 {
         }
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
-    rt.block_on(daemon::run(cfg, listeners, path, explicit, shutdown));
+    rt.block_on(daemon::run(cfg, listeners, path, explicit, env, shutdown));
     rt.shutdown_timeout(Duration::from_secs(1));
     0
 }

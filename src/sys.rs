@@ -38,3 +38,94 @@ pub fn silence_stderr() {
         }
     }
 }
+
+/// Adopt an inherited listening socket (systemd socket activation, or our own
+/// SIGUSR2 hand-over). `None` unless `fd` is an open TCP listening socket.
+pub fn adopt_listener(fd: i32) -> Option<std::net::TcpListener> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl(F_GETFD) only asks whether the descriptor is open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open and was handed to us to own (LISTEN_FDS); from
+    // here the TcpListener owns it and closes it once.
+    let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    l.local_addr().ok()?;
+    // Close-on-exec again: only an explicit hand-over passes it on.
+    // SAFETY: plain fcntl on a descriptor we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Some(l)
+}
+
+/// In a freshly forked child (before exec): place `fds` at 3, 4, ... without
+/// close-on-exec, as LISTEN_FDS expects. Only async-signal-safe calls.
+pub fn place_fds_for_exec(fds: &[i32]) -> std::io::Result<()> {
+    // First move every descriptor above the target range, so that placing one
+    // cannot overwrite another still to be placed.
+    let mut high = [0i32; 64];
+    for (i, &fd) in fds.iter().enumerate().take(64) {
+        // SAFETY: F_DUPFD_CLOEXEC on an open descriptor; returns a new one >= 100.
+        let h = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100) };
+        if h < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        high[i] = h;
+    }
+    for (i, &h) in high.iter().enumerate().take(fds.len().min(64)) {
+        // SAFETY: dup2 onto 3+i; the new descriptor has close-on-exec cleared.
+        if unsafe { libc::dup2(h, 3 + i as i32) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// CLOCK_MONOTONIC in microseconds, as systemd's `MONOTONIC_USEC` wants it (std's
+/// `Instant` is opaque).
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+/// A pipe, both ends close-on-exec: (read, write).
+pub fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two new descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are new and owned by nobody else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Take ownership of an inherited descriptor number (the hand-over's ready pipe).
+pub fn adopt_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl(F_GETFD) only asks whether the descriptor is open.
+    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: open, handed to us by our parent to own.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Make `cmd`'s child receive `fds` as descriptors 3, 4, ... (LISTEN_FDS style).
+pub fn pass_fds_on_exec(cmd: &mut std::process::Command, fds: Vec<i32>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe calls (fcntl, dup2) on descriptors we own.
+    unsafe {
+        cmd.pre_exec(move || place_fds_for_exec(&fds));
+    }
+}
