@@ -182,6 +182,7 @@ async fn rounds(
             metrics.probe_error(e.reason);
         }
         let snap = snapshot(seq, started, outcome, &cfg.check);
+        metrics.round(snap.duration);
         transitions.observe(&snap, &cfg.check);
         shared.publish(snap);
         let next = tokio::time::Instant::from_std(started + cfg.check.interval);

@@ -15,12 +15,21 @@ use crate::snapshot::Shared;
 use crate::verdict::{evaluate, Role, State};
 
 const STATUSES: &[u16] = &[200, 400, 403, 404, 405, 408, 431, 503];
+/// Upper bounds (seconds) of the round-duration histogram buckets.
+const ROUND_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// At most this many replication channels are exported (label cardinality bound).
+const MAX_CHANNELS: usize = 32;
 
 pub struct Metrics {
     /// `[endpoint][status]`; an unlisted status counts under the last slot ("other").
     requests: Vec<Vec<AtomicU64>>,
     refused_peers: AtomicU64,
     probe_errors: Vec<AtomicU64>,
+    /// Cumulative counts per bucket (index = bucket; last = +Inf).
+    round_buckets: Vec<AtomicU64>,
+    round_sum_us: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -38,7 +47,23 @@ impl Metrics {
                 .collect(),
             refused_peers: AtomicU64::new(0),
             probe_errors: Reason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            round_buckets: (0..=ROUND_BUCKETS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            round_sum_us: AtomicU64::new(0),
         }
+    }
+
+    /// One probe round took `d`.
+    pub fn round(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = ROUND_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(ROUND_BUCKETS.len());
+        self.round_buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.round_sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub fn request(&self, endpoint: &str, status: u16) {
@@ -132,6 +157,32 @@ impl Metrics {
         let _ = writeln!(o, "mysqlchk_round_duration_seconds_last {dur}");
         head(
             &mut o,
+            "mysqlchk_round_duration_seconds",
+            "histogram",
+            "Duration of probe rounds.",
+        );
+        let mut cumulative = 0;
+        for (i, c) in self.round_buckets.iter().enumerate() {
+            cumulative += c.load(Ordering::Relaxed);
+            let le = ROUND_BUCKETS
+                .get(i)
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "+Inf".into());
+            let _ = writeln!(
+                o,
+                "mysqlchk_round_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "mysqlchk_round_duration_seconds_sum {}\nmysqlchk_round_duration_seconds_count {cumulative}",
+            self.round_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        if let Some(f) = snap.as_deref().and_then(|s| s.outcome.as_ref().ok()) {
+            facts_series(&mut o, f);
+        }
+        head(
+            &mut o,
             "mysqlchk_maintenance",
             "gauge",
             "1 while the maintenance flag is set.",
@@ -189,6 +240,193 @@ impl Metrics {
     }
 }
 
+/// Gauges read from the latest facts; absent when the server has no such fact.
+fn facts_series(o: &mut String, f: &crate::facts::Facts) {
+    use crate::facts::OptionalFact;
+    let num = |v: Option<&str>| v.and_then(|v| v.trim().parse::<f64>().ok());
+    if let OptionalFact::Known(channels) = &f.channels {
+        head(
+            o,
+            "mysqlchk_replication_lag_seconds",
+            "gauge",
+            "Seconds behind the source per replication channel (NaN when NULL).",
+        );
+        for c in channels.iter().take(MAX_CHANNELS) {
+            let lag = c.lag.map(|l| l.to_string()).unwrap_or_else(|| "NaN".into());
+            let _ = writeln!(
+                o,
+                "mysqlchk_replication_lag_seconds{{channel=\"{}\"}} {lag}",
+                label(&c.name)
+            );
+        }
+        head(
+            o,
+            "mysqlchk_replication_running",
+            "gauge",
+            "1 when both threads of the channel run.",
+        );
+        for c in channels.iter().take(MAX_CHANNELS) {
+            let _ = writeln!(
+                o,
+                "mysqlchk_replication_running{{channel=\"{}\"}} {}",
+                label(&c.name),
+                u8::from(c.io_running() && c.sql_running())
+            );
+        }
+    }
+    if let Some(n) = num(f.status_var("threads_connected")) {
+        head(
+            o,
+            "mysqlchk_mysql_threads_connected",
+            "gauge",
+            "Threads_connected of the server.",
+        );
+        let _ = writeln!(o, "mysqlchk_mysql_threads_connected {n}");
+    }
+    if let Some(n) = num(f.var("max_connections")) {
+        head(
+            o,
+            "mysqlchk_mysql_max_connections",
+            "gauge",
+            "max_connections of the server.",
+        );
+        let _ = writeln!(o, "mysqlchk_mysql_max_connections {n}");
+    }
+    if f.galera() {
+        if let Some(n) = num(f.status_var("wsrep_local_state")) {
+            head(
+                o,
+                "mysqlchk_galera_local_state",
+                "gauge",
+                "wsrep_local_state (4 Synced, 2 Donor/Desynced, 1 Joining, 3 Joined).",
+            );
+            let _ = writeln!(o, "mysqlchk_galera_local_state {n}");
+        }
+        if let Some(n) = num(f.status_var("wsrep_cluster_size")) {
+            head(
+                o,
+                "mysqlchk_galera_cluster_size",
+                "gauge",
+                "wsrep_cluster_size.",
+            );
+            let _ = writeln!(o, "mysqlchk_galera_cluster_size {n}");
+        }
+        let primary = f
+            .status_var("wsrep_cluster_status")
+            .is_some_and(|v| v.eq_ignore_ascii_case("primary"));
+        head(
+            o,
+            "mysqlchk_galera_cluster_primary",
+            "gauge",
+            "1 when this node is in the Primary component.",
+        );
+        let _ = writeln!(o, "mysqlchk_galera_cluster_primary {}", u8::from(primary));
+    }
+    if let OptionalFact::Known(g) = &f.group {
+        head(
+            o,
+            "mysqlchk_group_members_online",
+            "gauge",
+            "Group Replication members this server sees ONLINE.",
+        );
+        let online = g.members.iter().filter(|m| m.state == "ONLINE").count();
+        let _ = writeln!(o, "mysqlchk_group_members_online {online}");
+        head(
+            o,
+            "mysqlchk_group_members",
+            "gauge",
+            "Group Replication members this server sees.",
+        );
+        let _ = writeln!(o, "mysqlchk_group_members {}", g.members.len());
+    }
+}
+
+/// A label value in the exposition format's escaping, bounded in length.
+fn label(v: &str) -> String {
+    let mut out = String::new();
+    for c in v.chars().take(64) {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn head(o: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{Channel, Facts, OptionalFact};
+    use crate::snapshot::Snapshot;
+    use std::time::{Duration, SystemTime};
+
+    fn config() -> Config {
+        crate::config::from_str("[listen]\nhttp=\"127.0.0.1:1\"\n", "t", &Default::default())
+            .unwrap()
+            .config
+    }
+
+    #[test]
+    fn exposition_is_well_formed() {
+        let m = Metrics::new();
+        m.request("primary", 200);
+        m.request("other", 999);
+        m.round(Duration::from_millis(3));
+        m.round(Duration::from_secs(9));
+        m.probe_error(Reason::Timeout);
+        let shared = Shared::new();
+        let mut f = Facts::from_variables(
+            [("read_only", "OFF"), ("max_connections", "151")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        f.channels = OptionalFact::Known(vec![Channel {
+            name: "a\"b\\c\nd".into(),
+            io_state: "Yes".into(),
+            sql_state: "Yes".into(),
+            lag: None,
+            last_io_errno: 0,
+            last_sql_errno: 0,
+        }]);
+        shared.publish(Snapshot {
+            seq: 1,
+            taken: Instant::now(),
+            wall: SystemTime::now(),
+            duration: Duration::from_millis(2),
+            outcome: Ok(f),
+            maintenance: None,
+        });
+        let text = m.render(&config(), &shared, Instant::now());
+        // Every family declared once, samples right after their own header.
+        let mut seen = std::collections::HashSet::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap().to_string();
+                assert!(seen.insert(name.clone()), "{name} declared twice");
+                current = name;
+            } else if !line.starts_with('#') {
+                assert!(line.starts_with(&current), "{line} outside {current}");
+                assert!(line.starts_with("mysqlchk_"));
+            }
+        }
+        assert!(
+            text.contains("mysqlchk_http_requests_total{endpoint=\"primary\",status=\"200\"} 1")
+        );
+        assert!(
+            text.contains("mysqlchk_http_requests_total{endpoint=\"other\",status=\"other\"} 1")
+        );
+        assert!(text.contains("mysqlchk_round_duration_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("mysqlchk_round_duration_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(text.contains("mysqlchk_probe_errors_total{reason=\"timeout\"} 1"));
+        assert!(text.contains("mysqlchk_replication_lag_seconds{channel=\"a\\\"b\\\\c\\nd\"} NaN"));
+        assert!(text.contains("mysqlchk_mysql_max_connections 151"));
+    }
 }

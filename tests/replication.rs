@@ -27,12 +27,11 @@ fn daemon(db: &MariaDb, user: &str, extra: &str) -> Daemon {
 
 /// Wait until `path` answers exactly `want` (status and body line).
 fn expect(port: u16, path: &str, status: u16, body: &str) -> Duration {
-    let mut last = (0, String::new());
     let want = (status, format!("{body}\n"));
     let deadline = Duration::from_secs(15);
     let start = std::time::Instant::now();
     loop {
-        last = http_get(port, path);
+        let last = http_get(port, path);
         if last == want {
             return start.elapsed();
         }
