@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(mariadb-server mariadb-client galera-4 rsync haproxy curl ca-certificates
-          prometheus monitoring-plugins-basic systemd xinetd wrk socat)
+          prometheus monitoring-plugins-basic systemd xinetd wrk socat openssl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -189,6 +189,10 @@ pub fn classify(err: &mysql_async::Error, step: Step) -> ProbeError {
             code: Some(e.code),
             detail: ServerError::new(e.code, &e.message).message,
         },
+        // rustls reports handshake and certificate failures as InvalidData I/O errors.
+        Error::Io(IoError::Io(e)) if e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => {
+            ProbeError::new(Reason::Tls, step, e.to_string())
+        }
         Error::Io(IoError::Io(e)) => {
             let reason = match e.kind() {
                 std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
@@ -658,6 +662,11 @@ mod tests {
             std::io::ErrorKind::ConnectionReset,
         )));
         assert_eq!(classify(&reset, Step::Query).reason, Reason::Io);
+        let cert = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        )));
+        assert_eq!(classify(&cert, Step::Connect).reason, Reason::Tls);
     }
 
     #[test]
