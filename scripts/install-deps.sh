@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PACKAGES=(mariadb-server mariadb-client galera-4 rsync haproxy curl ca-certificates
-          prometheus monitoring-plugins-basic systemd xinetd wrk socat openssl)
+          prometheus monitoring-plugins-basic systemd xinetd wrk socat openssl
+          python3 python3-venv python3-pip)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -25,3 +26,6 @@ command -v cargo >/dev/null || {
     echo "cargo not found: install a Rust toolchain (https://rustup.rs) first" >&2
     exit 1
 }
+# The MySQL 8 / Group Replication shapes are tested against a protocol-level
+# emulator (mysql-mimic from PyPI) in a venv of the repository.
+bash "$(dirname "$0")/setup-mysql-mimic.sh"

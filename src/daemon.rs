@@ -110,7 +110,17 @@ pub fn prepare(cfg: &Config, env: &BTreeMap<String, String>) -> Result<Vec<Bound
     }
     crate::systemd::clear_env();
     for (kind, addr) in wanted(cfg) {
-        if out.iter().any(|b| b.addr == addr) {
+        // Already inherited: the same address, or a wildcard socket of the same kind
+        // on the same port (systemd's `ListenStream=9200` is a dual-stack [::]:9200,
+        // which also covers 0.0.0.0:9200).
+        let covered = out.iter().any(|b| {
+            b.addr == addr
+                || (b.inherited
+                    && b.kind == kind
+                    && b.addr.port() == addr.port()
+                    && b.addr.ip().is_unspecified())
+        });
+        if covered {
             continue;
         }
         let listener = bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -79,11 +79,13 @@ impl Member {
 }
 
 /// What Group Replication says about this server.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Group {
     pub members: Vec<Member>,
-    /// Transactions waiting in this member's applier queue, when asked for.
-    pub applier_queue: Option<u64>,
+    /// Transactions waiting in this member's applier queue, when asked for (`None`
+    /// inside: the server has no stats row for us). A failed read only affects
+    /// `/replica`, the one role that needs it.
+    pub applier_queue: OptionalFact<Option<u64>>,
 }
 
 pub fn core_variables_sql() -> String {

@@ -437,21 +437,20 @@ impl Probe {
         };
         let mut g = Group {
             members: rows.iter().map(|r| Member::from_row(&columns(r))).collect(),
-            applier_queue: None,
+            applier_queue: OptionalFact::NotCollected,
         };
         if self.max_applier_queue > 0 {
-            match self
+            g.applier_queue = match self
                 .optional(GROUP_QUEUE_SQL.to_string(), Step::Group)
                 .await
             {
-                Ok(rows) => {
-                    g.applier_queue = rows
-                        .first()
+                Ok(rows) => OptionalFact::Known(
+                    rows.first()
                         .and_then(|r| text(r, 0))
-                        .and_then(|v| v.trim().parse().ok())
-                }
-                Err(f) => return OptionalFact::Failed(f),
-            }
+                        .and_then(|v| v.trim().parse().ok()),
+                ),
+                Err(f) => OptionalFact::Failed(f),
+            };
         }
         OptionalFact::Known(g)
     }

@@ -74,9 +74,28 @@ fn facts(f: &Facts) -> Value {
                 .collect(),
         ),
     };
+    let status = match &f.status {
+        OptionalFact::NotCollected => Value::Null,
+        OptionalFact::Failed(e) => json!({"error": e.phrase()}),
+        OptionalFact::Known(m) => json!(m),
+    };
+    let group = match &f.group {
+        OptionalFact::NotCollected => Value::Null,
+        OptionalFact::Failed(e) => json!({"error": e.phrase()}),
+        OptionalFact::Known(g) => json!({
+            "members": g.members.iter().map(|m| json!({"id": m.id, "state": m.state, "role": m.role})).collect::<Vec<_>>(),
+            "applier_queue": match &g.applier_queue {
+                OptionalFact::Known(q) => json!(q),
+                OptionalFact::Failed(e) => json!({"error": e.phrase()}),
+                OptionalFact::NotCollected => Value::Null,
+            },
+        }),
+    };
     json!({
         "flavour": f.flavour.as_str(),
         "variables": f.variables,
+        "status": status,
+        "group_replication": group,
         "check_query": match &f.query {
             Ok(()) => json!({"ok": true}),
             Err(e) => json!({"ok": false, "code": e.code, "message": e.message}),

@@ -181,7 +181,7 @@ fn judge(snap: &Snapshot, now: Instant, check: &Check, role: Role, max_lag: Dura
             if facts.galera() {
                 // Healthy (checked above): a Galera node serves reads whatever its
                 // read_only says (that only affects /primary).
-                return Verdict::new(role, State::Up, "galera synced");
+                return Verdict::new(role, State::Up, "galera healthy");
             }
             if facts.group_replication() {
                 return Verdict::new(role, State::Up, "group member online");
@@ -290,8 +290,16 @@ fn group(f: &Facts) -> Result<(), String> {
     if own.state != "ONLINE" {
         return Err(format!("group replication member {}", escape(&own.state)));
     }
-    let online = g.members.iter().filter(|m| m.state == "ONLINE").count();
-    if online * 2 <= g.members.len() {
+    // Quorum is held by the members that are reachable: ONLINE ones and those still
+    // RECOVERING (a member rejoining after a rolling restart must not take the
+    // primary down while the group itself is fine).
+    let reachable = g
+        .members
+        .iter()
+        .filter(|m| m.state == "ONLINE" || m.state == "RECOVERING")
+        .count();
+    if reachable * 2 <= g.members.len() {
+        let online = g.members.iter().filter(|m| m.state == "ONLINE").count();
         return Err(format!(
             "group replication has no majority ({online} of {} members ONLINE)",
             g.members.len()
@@ -326,8 +334,18 @@ fn group_secondary(f: &Facts, check: &Check, role: Role) -> Verdict {
     }
     if check.gr_max_applier_queue > 0 {
         if let OptionalFact::Known(g) = &f.group {
-            match g.applier_queue {
-                Some(q) if q > check.gr_max_applier_queue => {
+            match &g.applier_queue {
+                OptionalFact::Failed(e) => {
+                    return Verdict::new(
+                        role,
+                        State::Down,
+                        format!(
+                            "group replication applier queue unavailable: {}",
+                            e.phrase()
+                        ),
+                    )
+                }
+                OptionalFact::Known(Some(q)) if *q > check.gr_max_applier_queue => {
                     return Verdict::new(
                         role,
                         State::Down,
@@ -337,8 +355,8 @@ fn group_secondary(f: &Facts, check: &Check, role: Role) -> Verdict {
                         ),
                     )
                 }
-                Some(_) => {}
-                None => {
+                OptionalFact::Known(Some(_)) => {}
+                OptionalFact::Known(None) | OptionalFact::NotCollected => {
                     return Verdict::new(
                         role,
                         State::Down,
@@ -780,7 +798,7 @@ mod tests {
         assert_eq!(eval(&synced, Role::Primary).state, State::Up);
         assert_eq!(
             eval(&synced, Role::ReadOnly).line(),
-            "read-only: up - galera synced"
+            "read-only: up - galera healthy"
         );
         // A Galera node's read_only only affects /primary.
         let ro = snap(Ok(galera_facts(&[], &[("read_only", "ON")])));
@@ -896,7 +914,10 @@ mod tests {
         ]);
         f.group = OptionalFact::Known(crate::facts::Group {
             members,
-            applier_queue: queue,
+            applier_queue: match queue {
+                Some(q) => OptionalFact::Known(Some(q)),
+                None => OptionalFact::NotCollected,
+            },
         });
         f
     }
@@ -962,6 +983,27 @@ mod tests {
             eval(&minority, Role::Health).reason,
             "group replication has no majority (1 of 3 members ONLINE)"
         );
+        // A rolling restart: one member left cleanly, one is RECOVERING. The group
+        // holds quorum, so the primary stays up.
+        let rolling = snap(Ok(gr_facts(
+            "PRIMARY",
+            vec![
+                member("uuid-1", "ONLINE", "PRIMARY"),
+                member("uuid-2", "RECOVERING", "SECONDARY"),
+            ],
+            None,
+        )));
+        assert_eq!(eval(&rolling, Role::Primary).state, State::Up);
+        let two_of_three = snap(Ok(gr_facts(
+            "PRIMARY",
+            vec![
+                member("uuid-1", "ONLINE", "PRIMARY"),
+                member("uuid-2", "RECOVERING", "SECONDARY"),
+                member("uuid-3", "UNREACHABLE", "SECONDARY"),
+            ],
+            None,
+        )));
+        assert_eq!(eval(&two_of_three, Role::Health).state, State::Up);
         // Configured but stopped: own row OFFLINE (or absent).
         let stopped = snap(Ok(gr_facts(
             "SECONDARY",

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod galera;
 pub mod haproxy;
 pub mod mariadb;
 pub mod process;
@@ -15,6 +16,8 @@ pub mod process;
 // Each test binary uses a subset of the fixtures.
 #[allow(unused_imports)]
 pub use daemon::Daemon;
+#[allow(unused_imports)]
+pub use galera::GaleraCluster;
 #[allow(unused_imports)]
 pub use haproxy::Haproxy;
 #[allow(unused_imports)]
