@@ -272,42 +272,27 @@ fn daemon_config_ports_are_found() {
     assert!(std::path::Path::new(common::daemon::BIN).is_absolute());
 }
 
-const FAKE_DAEMON_ENV: &str = "FIXTURES_FAKE_DAEMON_CONFIG";
-
-/// Not a test: the stand-in daemon that `daemon_fixture_runs_a_program` runs
-/// by re-executing this test binary.
-#[test]
-#[ignore = "helper process for daemon_fixture_runs_a_program"]
-fn fake_daemon_main() {
-    let Ok(config) = std::env::var(FAKE_DAEMON_ENV) else {
-        return;
-    };
-    let ports = common::daemon::listen_ports(&std::fs::read_to_string(config).unwrap());
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, ports[0])).unwrap();
-    eprintln!("fake daemon listening on {}", ports[0]);
-    for conn in listener.incoming() {
-        let mut s = conn.unwrap();
-        let mut buf = [0u8; 1024];
-        let _ = s.read(&mut buf);
-        let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nfake\n");
-    }
-}
+/// A stand-in daemon: listens on the first port of its config, answers "fake".
+const FAKE_DAEMON: &str = r#"
+import re, socket, sys
+port = int(re.search(r"127\.0\.0\.1:(\d+)", open(sys.argv[1]).read()).group(1))
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port)); s.listen(16)
+print("fake daemon listening on", port, file=sys.stderr, flush=True)
+while True:
+    c, _ = s.accept(); c.recv(1024)
+    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nfake\n"); c.close()
+"#;
 
 #[test]
 fn daemon_fixture_runs_a_program() {
-    let exe = std::env::current_exe().unwrap();
-    let args = [
-        "--exact",
-        "fake_daemon_main",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ];
-    let env = [(FAKE_DAEMON_ENV, "{config}")];
+    let exe = Path::new("/usr/bin/python3");
+    let args = ["-c", FAKE_DAEMON, "{config}"];
+    let env: [(&str, &str); 0] = [];
 
     let port = free_port();
     let cfg = format!("http = [\"127.0.0.1:{port}\"]\n");
-    let mut d = Daemon::start_program(&exe, &args, &cfg, &env);
+    let mut d = Daemon::start_program(exe, &args, &cfg, &env);
     assert_eq!(d.http_port(), port);
     assert_eq!(http_get(port, "/"), (200, "fake\n".to_string()));
     d.wait_for_log("fake daemon listening", Duration::from_secs(5));
@@ -321,7 +306,7 @@ fn daemon_fixture_runs_a_program() {
 
     // Drop terminates and reaps.
     let port = free_port();
-    let d = Daemon::start_program(&exe, &args, &format!("http = \"127.0.0.1:{port}\"\n"), &env);
+    let d = Daemon::start_program(exe, &args, &format!("http = \"127.0.0.1:{port}\"\n"), &env);
     let pid = d.pid();
     drop(d);
     assert!(!process_alive(pid));
