@@ -59,6 +59,7 @@ impl Transitions {
     pub fn observe(&mut self, snap: &Snapshot, check: &Check) {
         let mut changed = Vec::new();
         let mut why = None;
+        let first = self.states.is_empty();
         for &role in Role::ALL {
             let v = evaluate(Some(snap), snap.taken, check, role, None);
             let before = self.states.insert(role, v.state);
@@ -76,8 +77,11 @@ impl Transitions {
             }
         }
         if !changed.is_empty() {
+            // The first verdicts after start are news, not trouble: a primary's
+            // `replica` role is down by design.
             match why {
-                Some(w) => tracing::warn!("{}: {}", changed.join(", "), w),
+                Some(w) if !first => tracing::warn!("{}: {}", changed.join(", "), w),
+                Some(w) => tracing::info!("{}: {}", changed.join(", "), w),
                 None => tracing::info!("{}", changed.join(", ")),
             }
         }

@@ -625,6 +625,16 @@ impl Reader<'_> {
                 exposed.join(", ")
             ));
         }
+        let mut seen: Vec<SocketAddr> = Vec::new();
+        for a in http.iter().chain(agent.iter()) {
+            if seen.contains(a) {
+                self.errors.push(format!(
+                    "{}: listen address {a} is given twice (listen.http and listen.agent need their own ports)",
+                    self.source
+                ));
+            }
+            seen.push(*a);
+        }
         if http.is_empty() && agent.is_empty() {
             self.errors.push(format!(
                 "{}: listen.http and listen.agent are both empty: nothing to serve",
@@ -1143,6 +1153,15 @@ mod tests {
         assert!(all.contains("check.query is empty"), "{all}");
         assert!(e.len() >= 5);
         assert!(e.iter().all(|l| !l.contains('\n')));
+    }
+
+    #[test]
+    fn one_address_one_listener() {
+        let e = errs(
+            "[listen]\nhttp = \"127.0.0.1:9200\"\nagent = \"127.0.0.1:9200\"\n",
+            &[],
+        );
+        assert!(e[0].contains("127.0.0.1:9200 is given twice"), "{e:?}");
     }
 
     #[test]

@@ -229,14 +229,17 @@ impl Daemon {
         // Bind what is new before changing anything: a failure leaves all as it was.
         let mut fresh = Vec::new();
         for (kind, addr) in wanted(&new) {
-            if self
-                .running
-                .iter()
-                .any(|r| r.addr == addr && r.kind == kind)
-            {
-                continue;
-            }
-            match bind(addr) {
+            let same = self.running.iter().find(|r| r.addr == addr);
+            let listener = match same {
+                Some(r) if r.kind == kind => continue,
+                // The address moves between http and agent: serve the same socket
+                // under its new role (a duplicate descriptor; never closed or bound
+                // again, so nothing queued on it is lost).
+                Some(r) => crate::sys::dup_listener(r.fd)
+                    .ok_or_else(|| std::io::Error::other("cannot duplicate the listening socket")),
+                None => bind(addr),
+            };
+            match listener {
                 Ok(listener) => fresh.push(Bound {
                     kind,
                     addr,
@@ -255,12 +258,17 @@ impl Daemon {
         let old = self.config.load_full();
         self.config.store(Arc::new(new));
         self.reconfigured.notify_one();
+        let fresh_count = fresh.len();
         for b in fresh {
             tracing::info!("now listening on {} ({})", b.addr, b.kind.name());
             self.start_loop(b);
         }
+        let started = self.running.len() - fresh_count;
+        let mut index = 0;
         self.running.retain(|r| {
-            let stays = r.pinned || keep.contains(&(r.kind, r.addr));
+            index += 1;
+            // Loops started just now (the tail) stay.
+            let stays = index > started || r.pinned || keep.contains(&(r.kind, r.addr));
             if !stays {
                 tracing::info!("no longer listening on {} ({})", r.addr, r.kind.name());
                 r.stop.cancel();
@@ -316,15 +324,24 @@ impl Daemon {
             tokio::task::spawn_blocking(move || read_ready(read)),
         )
         .await;
-        // The child runs on its own from here (re-parented to init when we exit);
-        // dropping the handle neither waits for nor kills it.
-        drop(child);
         match waited {
             Ok(Ok(true)) => {
+                // The child runs on its own from here (re-parented to init when we
+                // exit); dropping the handle neither waits for nor kills it.
+                drop(child);
                 tracing::info!("hand-over: the new process accepts; stopping this one");
                 true
             }
             _ => {
+                // A failed child must neither linger as a zombie nor, if it is still
+                // starting, begin accepting on the shared sockets later.
+                let mut child = child;
+                tokio::task::spawn_blocking(move || {
+                    if matches!(child.try_wait(), Ok(None)) {
+                        let _ = child.kill();
+                    }
+                    let _ = child.wait();
+                });
                 tracing::error!(
                     "hand-over: the new process did not report ready; keeping this one"
                 );

@@ -129,3 +129,15 @@ pub fn pass_fds_on_exec(cmd: &mut std::process::Command, fds: Vec<i32>) {
         cmd.pre_exec(move || place_fds_for_exec(&fds));
     }
 }
+
+/// A second descriptor for a listening socket we hold (same socket, same queue).
+pub fn dup_listener(fd: i32) -> Option<std::net::TcpListener> {
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new one or -1.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return None;
+    }
+    let l = adopt_listener(new)?;
+    l.set_nonblocking(true).ok()?;
+    Some(l)
+}
