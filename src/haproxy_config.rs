@@ -163,7 +163,8 @@ pub fn render(o: &Options) -> String {
         "    option redispatch",
         "    # after a reload, drained or DOWN servers stay so",
         "    load-server-state-from-file global",
-        "    default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2 on-marked-down shutdown-sessions",
+        "    # weight 100: agent percentages scale the initial weight (1% of 1 is 0)",
+        "    default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2 weight 100 on-marked-down shutdown-sessions",
     ] {
         w(&mut s, line);
     }
@@ -293,7 +294,7 @@ mod tests {
             "on-marked-down shutdown-sessions",
             "retries 3",
             "option redispatch",
-            "default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2",
+            "default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2 weight 100",
             "server-state-file /var/lib/haproxy/server-state",
             "load-server-state-from-file global",
             "timeout check",
