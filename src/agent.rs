@@ -7,7 +7,6 @@
 //! role and lag bound; we wait at most ~100 ms for it, then answer the default role.
 //! Invariants: the reply is one line of printable ASCII; reasons are our own phrases.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{parse_duration, Agent, AgentMaintenance, Config};
-use crate::serve::{accept_error, Ctx};
+use crate::serve::{accept_loop, Ctx};
 use crate::verdict::{evaluate, Role, State, Verdict};
 
 const SEND_WAIT: Duration = Duration::from_millis(100);
@@ -124,34 +123,24 @@ pub fn answer(
     )
 }
 
+/// The agent port's accept loop.
 pub async fn agent_loop(
     listener: TcpListener,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => return,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let Some(admission) = ctx.admit(peer.ip()) else {
-                    continue;
-                };
-                let ctx = ctx.clone();
-                tracker.spawn(async move {
-                    handle(stream, admission.peer, &ctx).await;
-                    drop(admission);
-                });
-            }
-            Err(e) => accept_error(e).await,
-        }
-    }
+    accept_loop(
+        listener,
+        ctx,
+        shutdown,
+        tracker,
+        |stream, _peer, ctx| async move { handle(stream, &ctx).await },
+    )
+    .await
 }
 
-async fn handle(mut stream: TcpStream, _peer: IpAddr, ctx: &Ctx) {
+async fn handle(mut stream: TcpStream, ctx: &Ctx) {
     let mut buf = Vec::with_capacity(128);
     let mut chunk = [0u8; 256];
     let until = tokio::time::Instant::now() + SEND_WAIT;

@@ -122,13 +122,18 @@ fn refused_log(peer: IpAddr) {
     }
 }
 
-/// Accept forever (until `shutdown`), one task per connection.
-pub async fn http_loop(
+/// Accept forever (until `shutdown`): admit each peer (allowlist, limits) and run
+/// `handle` for it in its own task, holding its place in the limits until it ends.
+pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-) {
+    handle: F,
+) where
+    F: Fn(TcpStream, IpAddr, Arc<Ctx>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -136,19 +141,36 @@ pub async fn http_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Refused: dropping the stream closes it without a byte.
                 let Some(admission) = ctx.admit(peer.ip()) else {
-                    drop(stream);
                     continue;
                 };
-                let ctx = ctx.clone();
+                let work = handle(stream, admission.peer, ctx.clone());
                 tracker.spawn(async move {
-                    handle(stream, admission.peer, &ctx).await;
+                    work.await;
                     drop(admission);
                 });
             }
             Err(e) => accept_error(e).await,
         }
     }
+}
+
+/// The HTTP port's accept loop.
+pub async fn http_loop(
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    accept_loop(
+        listener,
+        ctx,
+        shutdown,
+        tracker,
+        |stream, peer, ctx| async move { handle(stream, peer, &ctx).await },
+    )
+    .await
 }
 
 /// Out of descriptors or a transient error: wait a little and keep serving.
