@@ -492,7 +492,14 @@ async fn control(d: &mut Daemon, shutdown: &CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = hup.recv() => d.reload(),
             _ = usr2.recv() => {
-                if d.hand_over().await {
+                // A stop request during the hand-over wins: the new process, if it
+                // comes up, serves on the sockets it already holds.
+                let handed = tokio::select! {
+                    h = d.hand_over() => h,
+                    _ = term.recv() => true,
+                    _ = int.recv() => true,
+                };
+                if handed {
                     return;
                 }
             }
