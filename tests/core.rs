@@ -412,3 +412,69 @@ fn check_query_error_is_a_fact_not_a_broken_connection() {
     assert_eq!(first.lines().count(), 1, "one connection: {first:?}");
     assert_eq!(first, later, "the prober reconnected");
 }
+
+#[test]
+fn rotated_password_file_needs_no_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = MariaDb::shared();
+    db.create_checker_user("rotchk", PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let http = free_port();
+    let cfg = config(db.port(), http, "").replace(
+        "user = \"mysqlchk\"",
+        &format!("user = \"rotchk\"\npassword_file = \"{}\"", pw.display()),
+    );
+    let d = Daemon::start(&cfg, &[]);
+    let p = d.http_port();
+    wait_status(p, "/", 200, Duration::from_secs(10));
+
+    // Rotate: the account first, then the file; then the server drops our session.
+    let session = || db.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE USER='rotchk'");
+    let old = session();
+    assert_eq!(old.lines().count(), 1, "{old:?}");
+    db.sql("ALTER USER 'rotchk'@'%' IDENTIFIED BY 'new-Rotated-pw'");
+    std::fs::write(&pw, "new-Rotated-pw\n").unwrap();
+    let _ = db.try_sql(&format!("KILL {}", old.trim()));
+    // The next reconnect reads the new password: a new session, up, no restart.
+    wait_until(Duration::from_secs(10), "a new session", || {
+        let now = session();
+        now.lines().count() == 1 && now != old
+    });
+    wait_status(p, "/", 200, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(INTERVAL_MS * 3));
+    assert_eq!(http_get(p, "/"), (200, "health: up\n".into()));
+    assert!(!d.log().contains("new-Rotated-pw"));
+}
+
+#[test]
+fn auth_errors_logged_once_per_episode_and_json_logs() {
+    let db = MariaDb::shared();
+    db.create_checker_user("authchk", PASSWORD);
+    let http = free_port();
+    let cfg = config(db.port(), http, "").replace("user = \"mysqlchk\"", "user = \"authchk\"")
+        + "\n[log]\nformat = \"json\"\n";
+    let d = Daemon::start(&cfg, &[("MYSQLCHK_MYSQL_PASSWORD", "wrong-one")]);
+    let p = d.http_port();
+    let (_, body) = wait_status(p, "/", 503, Duration::from_secs(10));
+    assert_eq!(
+        body,
+        "health: down - access denied for the checker account (error 1045)\n"
+    );
+    // Many failed rounds, one ERROR line that says what to look at.
+    std::thread::sleep(Duration::from_millis(INTERVAL_MS * 8));
+    let log = d.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert!(!lines.is_empty(), "{log}");
+    let errors: Vec<&serde_json::Value> = lines.iter().filter(|l| l["level"] == "ERROR").collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    let msg = errors[0]["fields"]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("every node"), "{msg}");
+    assert!(!log.contains("wrong-one"));
+}
