@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{parse_duration, Agent, AgentMaintenance, Config};
-use crate::serve::{accept_loop, Ctx};
+use crate::serve::{accept_loop, Ctx, Fast};
 use crate::verdict::{evaluate, Role, State, Verdict};
 
 const SEND_WAIT: Duration = Duration::from_millis(100);
@@ -125,7 +125,7 @@ pub fn answer(
 
 /// The agent port's accept loop.
 pub async fn agent_loop(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -135,7 +135,9 @@ pub async fn agent_loop(
         ctx,
         shutdown,
         tracker,
-        |stream, _peer, ctx| async move { handle(stream, &ctx).await },
+        // HAProxy may send a line first: nothing to answer synchronously.
+        |_, _, _| Fast::Continue(Vec::new()),
+        |stream, _peer, ctx, _| async move { handle(stream, &ctx).await },
     )
     .await
 }

@@ -161,13 +161,7 @@ struct Daemon {
 impl Daemon {
     fn start_loop(&mut self, b: Bound) {
         let fd = b.listener.as_raw_fd();
-        let listener = match tokio::net::TcpListener::from_std(b.listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("cannot use the listener on {}: {e}", b.addr);
-                return;
-            }
-        };
+        let listener = b.listener;
         let stop = CancellationToken::new();
         let task = match b.kind {
             Kind::Http => tokio::spawn(http_loop(

@@ -27,6 +27,19 @@ pub struct Request {
     pub query: Option<String>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
+    /// Bytes of the head, including its blank line.
+    pub head_len: usize,
+    /// The head announces a body (Content-Length > 0 or Transfer-Encoding): bytes we
+    /// will not read may still arrive.
+    pub has_body: bool,
+}
+
+impl Request {
+    /// Nothing beyond the head was received and nothing more is announced: closing
+    /// right after the answer sends a FIN, never a reset that could eat the answer.
+    pub fn fully_read(&self, received: usize) -> bool {
+        received == self.head_len && !self.has_body
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -48,6 +61,10 @@ pub fn parse(buf: &[u8]) -> Parsed {
             return Parsed::Reject(Response::text(431, "request has too many headers"))
         }
         Err(_) => return Parsed::Reject(Response::text(400, "malformed request")),
+    };
+    let head_len = match status {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => 0,
     };
     if status.is_partial() {
         return if buf.len() >= MAX_REQUEST {
@@ -78,11 +95,20 @@ pub fn parse(buf: &[u8]) -> Parsed {
         Some((p, q)) => (p, Some(q.to_string())),
         None => (target, None),
     };
+    let has_body = req.headers.iter().any(|h| {
+        (h.name.eq_ignore_ascii_case("content-length")
+            && std::str::from_utf8(h.value)
+                .map(|v| v.trim() != "0")
+                .unwrap_or(true))
+            || h.name.eq_ignore_ascii_case("transfer-encoding")
+    });
     Parsed::Complete(Request {
         method,
         path: path.to_string(),
         query,
         minor,
+        head_len,
+        has_body,
     })
 }
 
@@ -233,6 +259,21 @@ mod tests {
         assert_eq!(r.path, "/");
         assert_eq!(r.minor, 0);
         assert_eq!(r.query, None);
+    }
+
+    #[test]
+    fn knows_whether_anything_is_left_unread() {
+        let head = b"GET / HTTP/1.0\r\n\r\n";
+        let r = complete(head);
+        assert_eq!(r.head_len, head.len());
+        assert!(r.fully_read(head.len()));
+        let mut more = head.to_vec();
+        more.extend(b"junk");
+        assert!(!complete(&more).fully_read(more.len()));
+        let body = b"OPTIONS / HTTP/1.1\r\nContent-Length: 3\r\n\r\n";
+        assert!(!complete(body).fully_read(body.len()));
+        let empty = b"OPTIONS / HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+        assert!(complete(empty).fully_read(empty.len()));
     }
 
     #[test]

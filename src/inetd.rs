@@ -117,6 +117,8 @@ async fn read_request(limit: Duration) -> Result<Request, Response> {
                     path: "/".into(),
                     query: None,
                     minor: 0,
+                    head_len: 0,
+                    has_body: false,
                 });
             }
             return Err(Response::text(400, "incomplete request"));

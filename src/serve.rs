@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -122,43 +122,101 @@ fn refused_log(peer: IpAddr) {
     }
 }
 
-/// Accept forever (until `shutdown`): admit each peer (allowlist, limits) and run
-/// `handle` for it in its own task, holding its place in the limits until it ends.
+/// What the synchronous first look at a new connection achieved.
+pub enum Fast {
+    /// Answered (or nothing to answer) and closed.
+    Done,
+    /// Not answerable yet: continue asynchronously with the bytes read so far.
+    Continue(Vec<u8>),
+    /// Answered but not finished: write these remaining bytes, then close lingering.
+    Finish(Vec<u8>),
+}
+
+/// Most checks are answered where they are accepted: one non-blocking read, one
+/// non-blocking write, close — no reactor registration, no task, no timer. That is
+/// what lets a responder doing real work keep pace with static ones (see README,
+/// Benchmarks). Anything else (a request in pieces, a slow client, a large answer, a
+/// request with bytes left unread) continues asynchronously.
+pub type FastPath = fn(&std::net::TcpStream, IpAddr, &Ctx) -> Fast;
+
+/// Accepts handled per wake-up before yielding, so one busy listener cannot starve
+/// the others or the checker.
+const ACCEPT_BUDGET: usize = 64;
+
+/// Accept forever (until `shutdown`): admit each peer (allowlist, limits), try
+/// `fast`, and otherwise run `slow` for it in its own task, holding its place in the
+/// limits until it ends.
 pub async fn accept_loop<F, Fut>(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    handle: F,
+    fast: FastPath,
+    slow: F,
 ) where
-    F: Fn(TcpStream, IpAddr, Arc<Ctx>) -> Fut,
+    F: Fn(TcpStream, IpAddr, Arc<Ctx>, Fast) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let _ = listener.set_nonblocking(true);
+    let listener = match crate::sys::watch_listener(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot watch a listening socket: {e}");
+            return;
+        }
+    };
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
+        let mut ready = tokio::select! {
+            r = listener.readable() => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
             _ = shutdown.cancelled() => return,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                // Refused: dropping the stream closes it without a byte.
-                let Some(admission) = ctx.admit(peer.ip()) else {
-                    continue;
-                };
-                let work = handle(stream, admission.peer, ctx.clone());
-                tracker.spawn(async move {
-                    work.await;
-                    drop(admission);
-                });
+        for _ in 0..ACCEPT_BUDGET {
+            let (stream, peer) = match ready.get_inner().accept() {
+                Ok(a) => a,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    ready.clear_ready();
+                    break;
+                }
+                Err(e) => {
+                    drop(ready);
+                    accept_error(e).await;
+                    break;
+                }
+            };
+            // Refused: dropping the stream closes it without a byte.
+            let Some(admission) = ctx.admit(peer.ip()) else {
+                continue;
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
             }
-            Err(e) => accept_error(e).await,
+            let next = fast(&stream, admission.peer, &ctx);
+            if let Fast::Done = next {
+                continue;
+            }
+            let Ok(stream) = TcpStream::from_std(stream) else {
+                continue;
+            };
+            let work = slow(stream, admission.peer, ctx.clone(), next);
+            tracker.spawn(async move {
+                work.await;
+                drop(admission);
+            });
         }
+        // Let the other tasks run between batches.
+        tokio::task::yield_now().await;
     }
 }
 
 /// The HTTP port's accept loop.
 pub async fn http_loop(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -168,7 +226,14 @@ pub async fn http_loop(
         ctx,
         shutdown,
         tracker,
-        |stream, peer, ctx| async move { handle(stream, peer, &ctx).await },
+        http_fast,
+        |stream, peer, ctx, next| async move {
+            match next {
+                Fast::Finish(rest) => finish(stream, &rest, true).await,
+                Fast::Continue(prefix) => handle(stream, peer, &ctx, prefix).await,
+                Fast::Done => {}
+            }
+        },
     )
     .await
 }
@@ -186,14 +251,68 @@ pub async fn accept_error(e: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
-/// One HTTP exchange.
-pub async fn handle(mut stream: TcpStream, peer: IpAddr, ctx: &Ctx) {
-    let _ = stream.set_nodelay(true);
-    let cfg = ctx.config.load_full();
-    let deadline = tokio::time::Instant::now() + cfg.listen.request_timeout;
-    let mut buf = Vec::with_capacity(512);
+/// The answer to what has been received, if it is a complete request (or a bad one):
+/// the bytes to send and whether everything the peer sent has been read.
+fn answer(buf: &[u8], peer: IpAddr, ctx: &Ctx) -> Option<(Vec<u8>, bool)> {
+    let (response, minor, head_only, label, clean) = match parse(buf) {
+        Parsed::Partial => return None,
+        Parsed::Reject(r) => (r, 1, false, "other", false),
+        Parsed::Complete(req) => {
+            let cfg = ctx.config.load();
+            let now = Instant::now();
+            let metrics = || ctx.metrics.render(&cfg, &ctx.shared, now);
+            let view = View {
+                config: &cfg,
+                shared: &ctx.shared,
+                peer,
+                now,
+                metrics: &metrics,
+            };
+            let (r, label) = respond(&req, &view);
+            if cfg.log.access_log {
+                tracing::info!(%peer, path = %crate::http::sanitize(&req.path), status = r.status, "request");
+            }
+            let clean = req.fully_read(buf.len());
+            (r, req.minor, req.method == Method::Head, label, clean)
+        }
+    };
+    ctx.metrics.request(label, response.status);
+    Some((response.render(minor, head_only), clean))
+}
+
+/// The synchronous first look (see [`FastPath`]).
+fn http_fast(stream: &std::net::TcpStream, peer: IpAddr, ctx: &Ctx) -> Fast {
+    use std::io::{Read, Write};
     let mut chunk = [0u8; 2048];
-    let (response, minor, head_only, label) = loop {
+    let n = match (&*stream).read(&mut chunk) {
+        Ok(0) => return Fast::Done,
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Fast::Continue(Vec::new()),
+        Err(_) => return Fast::Done,
+    };
+    let Some((bytes, clean)) = answer(&chunk[..n], peer, ctx) else {
+        return Fast::Continue(chunk[..n].to_vec());
+    };
+    match (&*stream).write(&bytes) {
+        Ok(w) if w == bytes.len() && clean => Fast::Done,
+        Ok(w) => Fast::Finish(bytes[w..].to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Fast::Finish(bytes),
+        Err(_) => Fast::Done,
+    }
+}
+
+/// One HTTP exchange, asynchronously, from the bytes already received.
+pub async fn handle(mut stream: TcpStream, peer: IpAddr, ctx: &Ctx, prefix: Vec<u8>) {
+    let deadline = tokio::time::Instant::now() + ctx.config.load().listen.request_timeout;
+    let mut buf = prefix;
+    let mut chunk = [0u8; 2048];
+    loop {
+        if !buf.is_empty() {
+            if let Some((bytes, clean)) = answer(&buf, peer, ctx) {
+                finish(stream, &bytes, !clean).await;
+                return;
+            }
+        }
         let n = match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return, // closed early: nobody to answer
             Ok(Ok(n)) => n,
@@ -201,42 +320,25 @@ pub async fn handle(mut stream: TcpStream, peer: IpAddr, ctx: &Ctx) {
                 // Too slow (slowloris or a silent client): say so and close.
                 let r = Response::text(408, "request timeout");
                 ctx.metrics.request("other", 408);
-                finish(stream, &r.render(1, false)).await;
+                finish(stream, &r.render(1, false), true).await;
                 return;
             }
         };
         let room = MAX_REQUEST.saturating_sub(buf.len());
         buf.extend_from_slice(&chunk[..n.min(room)]);
-        match parse(&buf) {
-            Parsed::Partial => continue,
-            Parsed::Reject(r) => break (r, 1, false, "other"),
-            Parsed::Complete(req) => {
-                let now = Instant::now();
-                let metrics = || ctx.metrics.render(&cfg, &ctx.shared, now);
-                let view = View {
-                    config: &cfg,
-                    shared: &ctx.shared,
-                    peer,
-                    now,
-                    metrics: &metrics,
-                };
-                let (r, label) = respond(&req, &view);
-                if cfg.log.access_log {
-                    tracing::info!(%peer, path = %crate::http::sanitize(&req.path), status = r.status, "request");
-                }
-                break (r, req.minor, req.method == Method::Head, label);
-            }
-        }
-    };
-    ctx.metrics.request(label, response.status);
-    finish(stream, &response.render(minor, head_only)).await;
+    }
 }
 
-/// One write, then a lingering close.
-async fn finish(mut stream: TcpStream, bytes: &[u8]) {
+/// One write, then close: at once when everything the peer sent was read, else
+/// lingering — shut down our side and drain for a moment, so the peer's unread
+/// bytes do not turn into an RST that eats the answer.
+async fn finish(mut stream: TcpStream, bytes: &[u8], linger: bool) {
     match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes)).await {
         Ok(Ok(())) => {}
         _ => return,
+    }
+    if !linger {
+        return;
     }
     let _ = stream.shutdown().await;
     let until = tokio::time::Instant::now() + LINGER;

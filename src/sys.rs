@@ -141,3 +141,13 @@ pub fn dup_listener(fd: i32) -> Option<std::net::TcpListener> {
     l.set_nonblocking(true).ok()?;
     Some(l)
 }
+
+/// Watch a listening socket for readiness (accepting stays ours, synchronously).
+pub fn watch_listener(
+    l: std::net::TcpListener,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::net::TcpListener>> {
+    // SAFETY: the AsyncFd owns the listener, so its descriptor stays open and the same
+    // for the AsyncFd's whole lifetime.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}
