@@ -119,46 +119,19 @@ start_chk primary $P_SQL $P_CHK $P_AGENT
 start_chk replica $R_SQL $R_CHK $R_AGENT
 
 echo "== starting HAProxy (write :$W_PORT, read :$R_PORT, stats :$STATS)"
-cat >"$DIR/haproxy.cfg" <<EOT
+echo 1 >"$DIR/server-state"
+{
+    cat <<EOT
 global
     log stdout format raw local0
     stats socket $DIR/haproxy.sock mode 600 level admin
 
-defaults
-    mode tcp
-    log global
-    timeout connect 3s
-    timeout client 30m
-    timeout server 30m
-    timeout check 2s
-    retries 3
-    option redispatch
-    default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2
-
-listen stats
-    mode http
-    bind 127.0.0.1:$STATS
-    stats enable
-    stats uri /
-    stats refresh 2s
-
-listen mysql-write
-    bind 127.0.0.1:$W_PORT
-    balance first
-    option httpchk
-    http-check send meth GET uri /primary
-    server primary 127.0.0.1:$P_SQL check port $P_CHK on-marked-down shutdown-sessions
-    server replica 127.0.0.1:$R_SQL check port $R_CHK on-marked-down shutdown-sessions
-
-listen mysql-read
-    bind 127.0.0.1:$R_PORT
-    balance leastconn
-    option httpchk
-    http-check send meth GET uri /replica?lag=30
-    http-check disable-on-404
-    server replica 127.0.0.1:$R_SQL check port $R_CHK agent-check agent-port $R_AGENT agent-send "replica\n"
-    server primary 127.0.0.1:$P_SQL check port $P_CHK backup
 EOT
+    # The configuration the product generates, with each server's own mysqlchk ports.
+    "$BIN" haproxy-config --bind 127.0.0.1 --write-port $W_PORT --read-port $R_PORT \
+        --servers "primary=127.0.0.1:$P_SQL@$P_CHK/$P_AGENT,replica=127.0.0.1:$R_SQL@$R_CHK/$R_AGENT" \
+        --read-fallback --max-lag 30s --stats 127.0.0.1:$STATS --state-file "$DIR/server-state"
+} >"$DIR/haproxy.cfg"
 haproxy -dW -c -f "$DIR/haproxy.cfg" >/dev/null
 haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
 echo $! >"$DIR/haproxy.pid"
@@ -166,7 +139,7 @@ echo $! >"$DIR/haproxy.pid"
 echo "== waiting for HAProxy to see both servers (rise 3 x inter 2s)"
 for _ in $(seq 1 150); do
     st=$(echo "show stat" | socat - "UNIX-CONNECT:$DIR/haproxy.sock" 2>/dev/null || true)
-    if echo "$st" | grep -q '^mysql-write,primary,.*,UP,' && echo "$st" | grep -q '^mysql-read,replica,.*,UP,'; then
+    if echo "$st" | grep -q '^mysql-write,primary,.*,UP,' && echo "$st" | grep -q '^mysql-read-replicas,replica,.*,UP,'; then
         break
     fi
     sleep 0.2
@@ -196,7 +169,8 @@ The demo is running (files in $DIR):
   mysqlchk          http://127.0.0.1:$P_CHK/ (primary)  http://127.0.0.1:$R_CHK/ (replica)
                     agent-check ports $P_AGENT / $R_AGENT; try /status, /metrics
   HAProxy           write 127.0.0.1:$W_PORT  read 127.0.0.1:$R_PORT  (user app / app)
-                    stats http://127.0.0.1:$STATS/
+                    stats http://127.0.0.1:$STATS/   config $DIR/haproxy.cfg
+                    (made by: mysqlchk haproxy-config --read-fallback ...)
 Try:
   $BIN maintenance on --reason test -c $DIR/replica.toml   # drain the replica
   $BIN check replica -c $DIR/replica.toml

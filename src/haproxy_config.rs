@@ -6,8 +6,9 @@
 //! - **write listener, `balance first`** checking `/primary`: exactly one writer even
 //!   when two servers pass `/primary` for a moment during a switchover; Galera gets it
 //!   too (one writer avoids certification conflicts);
-//! - **`on-marked-down shutdown-sessions`**: sessions to a server marked down are cut,
-//!   so clients of a demoted or stuck primary reconnect to the new one;
+//! - **`on-marked-down shutdown-sessions`** on the writer: sessions to a server marked
+//!   down are cut, so clients of a demoted or stuck primary reconnect to the new one
+//!   (not on the readers: a read in flight on a replica that fell behind may finish);
 //! - **read listener, `balance leastconn`** checking `/replica?lag=<hard bound>` with
 //!   `http-check disable-on-404` (maintenance drains gracefully) and, with an agent
 //!   port, agent-check weights for the soft lag range;
@@ -56,6 +57,10 @@ pub struct Server {
     pub name: String,
     /// `host:port` as HAProxy wants it (`[v6]:port` for IPv6).
     pub address: String,
+    /// This server's own mysqlchk ports (several mysqld on one host run one mysqlchk
+    /// each); `None`: the common `--check-port` / `--agent-port`.
+    pub check_port: Option<u16>,
+    pub agent_port: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +78,8 @@ pub struct Options {
     pub stats: Option<String>,
 }
 
-/// `db1=10.0.0.2:3306,db2=10.0.0.3:3306` (the port defaults to 3306).
+/// `db1=10.0.0.2:3306,db2=10.0.0.3:3306` (the port defaults to 3306); a server's own
+/// mysqlchk ports may follow: `db3=10.0.0.4:3307@9210/9211` (check port, agent port).
 pub fn parse_servers(s: &str) -> Result<Vec<Server>, String> {
     let mut out: Vec<Server> = Vec::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -93,11 +99,29 @@ pub fn parse_servers(s: &str) -> Result<Vec<Server>, String> {
         if out.iter().any(|s| s.name == name) {
             return Err(format!("--servers: server name {name:?} used twice"));
         }
+        let (addr, ports) = match addr.split_once('@') {
+            Some((a, p)) => (a, Some(p)),
+            None => (addr, None),
+        };
         let address = normalise_address(addr.trim())
             .ok_or_else(|| format!("--servers: {addr:?} is not HOST:PORT"))?;
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("--servers: {item:?}: {p:?} is not a port"))
+        };
+        let (check_port, agent_port) = match ports.map(|p| p.split_once('/')) {
+            None => (None, None),
+            Some(None) => (Some(port(ports.unwrap_or_default())?), None),
+            Some(Some((c, a))) => (Some(port(c)?), Some(port(a)?)),
+        };
         out.push(Server {
             name: name.to_string(),
             address,
+            check_port,
+            agent_port,
         });
     }
     if out.is_empty() {
@@ -164,7 +188,7 @@ pub fn render(o: &Options) -> String {
         "    # after a reload, drained or DOWN servers stay so",
         "    load-server-state-from-file global",
         "    # weight 100: agent percentages scale the initial weight (1% of 1 is 0)",
-        "    default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2 weight 100 on-marked-down shutdown-sessions",
+        "    default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2 weight 100",
     ] {
         w(&mut s, line);
     }
@@ -182,10 +206,15 @@ pub fn render(o: &Options) -> String {
         o.bind, o.write_port
     );
     for srv in &o.servers {
+        // Sessions to a server marked down are cut: clients of a demoted or frozen
+        // primary reconnect to the new one instead of writing into the void. (Not on
+        // the read side: reads in flight on a replica that fell behind may finish.)
         let _ = writeln!(
             s,
-            "    server {} {} check port {}",
-            srv.name, srv.address, o.check_port
+            "    server {} {} check port {} on-marked-down shutdown-sessions",
+            srv.name,
+            srv.address,
+            srv.check_port.unwrap_or(o.check_port)
         );
     }
 
@@ -220,7 +249,7 @@ pub fn render(o: &Options) -> String {
         "    balance leastconn\n    option httpchk\n    http-check send meth GET uri {read_uri}\n    # maintenance answers 404: drain gracefully (no new connections, open ones finish)\n    http-check disable-on-404"
     );
     for srv in &o.servers {
-        let agent = match (o.agent_port, &agent_send) {
+        let agent = match (srv.agent_port.or(o.agent_port), &agent_send) {
             (Some(p), Some(send)) => {
                 format!(" agent-check agent-port {p} agent-inter 2s agent-send \"{send}\\n\"")
             }
@@ -230,7 +259,9 @@ pub fn render(o: &Options) -> String {
         let _ = writeln!(
             s,
             "    server {} {} check port {}{agent}",
-            srv.name, srv.address, o.check_port
+            srv.name,
+            srv.address,
+            srv.check_port.unwrap_or(o.check_port)
         );
     }
     if o.read_fallback {
@@ -242,7 +273,9 @@ pub fn render(o: &Options) -> String {
             let _ = writeln!(
                 s,
                 "    server {} {} check port {}",
-                srv.name, srv.address, o.check_port
+                srv.name,
+                srv.address,
+                srv.check_port.unwrap_or(o.check_port)
             );
         }
     }
@@ -280,6 +313,20 @@ mod tests {
         assert!(parse_servers("d b=1.2.3.4:1").is_err());
         assert!(parse_servers("db1=1.2.3.4:99999").is_err());
         assert!(parse_servers("db1=1.2.3.4,db1=1.2.3.5").is_err());
+        let own = parse_servers("a=127.0.0.1:3307@9210/9211,b=127.0.0.1:3308@9220").unwrap();
+        assert_eq!(
+            (own[0].check_port, own[0].agent_port),
+            (Some(9210), Some(9211))
+        );
+        assert_eq!((own[1].check_port, own[1].agent_port), (Some(9220), None));
+        assert!(parse_servers("a=127.0.0.1@x").is_err());
+        assert!(parse_servers("a=127.0.0.1@9200/0").is_err());
+        let mut o = opts(Topology::Replication);
+        o.servers = own;
+        let c = render(&o);
+        assert!(c.contains("server a 127.0.0.1:3307 check port 9210 on-marked-down"));
+        assert!(c.contains("server a 127.0.0.1:3307 check port 9210 agent-check agent-port 9211"));
+        assert!(c.contains("server b 127.0.0.1:3308 check port 9220 agent-check agent-port 9201"));
     }
 
     #[test]
@@ -299,7 +346,7 @@ mod tests {
             "load-server-state-from-file global",
             "timeout check",
             "agent-send \"replica max_lag=30s\\n\"",
-            "server db2 10.0.0.3:3306 check port 9200",
+            "server db2 10.0.0.3:3306 check port 9200 on-marked-down shutdown-sessions",
         ] {
             assert!(c.contains(needle), "missing {needle:?} in\n{c}");
         }

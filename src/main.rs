@@ -57,7 +57,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct HaproxyArgs {
-    /// NAME=HOST:PORT,... (the MySQL addresses)
+    /// NAME=HOST:PORT[@CHECKPORT[/AGENTPORT]],... (the MySQL addresses; a server's
+    /// own mysqlchk ports when they differ from --check-port / --agent-port)
     #[arg(long, value_name = "LIST")]
     servers: String,
     /// replication | galera | group-replication

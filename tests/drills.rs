@@ -1177,8 +1177,10 @@ fn drill_4_switchover_in_the_safe_order() {
     writes.wait_for_count(Instant::now(), 20, Duration::from_secs(10));
 
     // 1. The old primary stops taking writes.
-    let ro_at = Instant::now();
     db1.db.sql("SET GLOBAL read_only=ON");
+    // From the moment the statement returned: a write that started while the client
+    // was still forking may legitimately have committed before it.
+    let ro_at = Instant::now();
     // Still connected until HAProxy marks it down.
     let before_down = held_query("SELECT 1").expect("held session hung");
     let old_down_at = wait_status(
