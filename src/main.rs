@@ -148,6 +148,15 @@ fn init_logging(cfg: &Config) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    // A bug that panics in a probe round fails that round (`internal`) and the checker
+    // restarts; it would do so every interval, so say it once, as a log line.
+    std::panic::set_hook(Box::new(|info| {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static SAID: AtomicBool = AtomicBool::new(false);
+        if !SAID.swap(true, Ordering::Relaxed) {
+            tracing::error!("internal error (a bug; later ones are not logged): {info}");
+        }
+    }));
 }
 
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
