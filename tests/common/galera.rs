@@ -666,38 +666,15 @@ impl GaleraNode {
         stmt: &str,
         timeout: Duration,
     ) -> Result<String, String> {
-        let mut cmd = Command::new("mariadb");
-        cmd.arg("--no-defaults")
-            .arg("--protocol=TCP")
-            .arg("-h127.0.0.1")
-            .arg(format!("-P{}", self.port))
-            .arg(format!("-u{user}"))
-            .arg("--batch")
-            .arg("--skip-column-names")
-            .arg("--connect-timeout=5")
-            .arg("-e")
-            .arg(stmt)
-            .env_remove("MYSQL_HOST")
-            .env_remove("MYSQL_TCP_PORT")
-            .env_remove("MYSQL_UNIX_PORT");
-        if password.is_empty() {
-            cmd.env_remove("MYSQL_PWD");
-        } else {
-            cmd.env("MYSQL_PWD", password);
-        }
-        let out = process::run_with_timeout(cmd, timeout)
-            .map_err(|e| format!("Galera node {} (port {}): {e}", self.index, self.port))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "Galera node {} (port {}): `{stmt}` as {user} failed ({}): {}",
-                self.index,
-                self.port,
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+        super::mariadb::client(
+            &format!("Galera node {} (port {})", self.index, self.port),
+            self.port,
+            user,
+            password,
+            stmt,
+            &["--skip-column-names"],
+            timeout,
+        )
     }
 }
 

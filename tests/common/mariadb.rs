@@ -304,37 +304,15 @@ impl MariaDb {
         extra: &[&str],
         timeout: Duration,
     ) -> Result<String, String> {
-        let mut cmd = Command::new("mariadb");
-        cmd.arg("--no-defaults")
-            .arg("--protocol=TCP")
-            .arg("-h127.0.0.1")
-            .arg(format!("-P{}", self.port))
-            .arg(format!("-u{user}"))
-            .arg("--batch")
-            .arg("--connect-timeout=5")
-            .args(extra)
-            .arg("-e")
-            .arg(stmt)
-            .env_remove("MYSQL_HOST")
-            .env_remove("MYSQL_TCP_PORT")
-            .env_remove("MYSQL_UNIX_PORT");
-        if password.is_empty() {
-            cmd.env_remove("MYSQL_PWD");
-        } else {
-            cmd.env("MYSQL_PWD", password);
-        }
-        let out = process::run_with_timeout(cmd, timeout)
-            .map_err(|e| format!("MariaDB on port {}: {e}", self.port))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "MariaDB on port {}: `{stmt}` as {user} failed ({}): {}",
-                self.port,
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+        client(
+            &format!("MariaDB on port {}", self.port),
+            self.port,
+            user,
+            password,
+            stmt,
+            extra,
+            timeout,
+        )
     }
 
     /// Creates (or re-creates) `user`@`%` with `password` and the privileges a
@@ -498,4 +476,47 @@ fn template_datadir() -> &'static Path {
 /// Escapes a string for use inside single quotes in SQL.
 pub fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\'', "\\'")
+}
+
+/// Runs `stmt` with the `mariadb` client over TCP to 127.0.0.1:`port` as `user`
+/// (`--batch`, plus `extra`), ignoring any option file and MYSQL_* variables;
+/// `label` names the server in errors.
+pub fn client(
+    label: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    stmt: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> Result<String, String> {
+    let mut cmd = Command::new("mariadb");
+    cmd.arg("--no-defaults")
+        .arg("--protocol=TCP")
+        .arg("-h127.0.0.1")
+        .arg(format!("-P{port}"))
+        .arg(format!("-u{user}"))
+        .arg("--batch")
+        .arg("--connect-timeout=5")
+        .args(extra)
+        .arg("-e")
+        .arg(stmt)
+        .env_remove("MYSQL_HOST")
+        .env_remove("MYSQL_TCP_PORT")
+        .env_remove("MYSQL_UNIX_PORT");
+    if password.is_empty() {
+        cmd.env_remove("MYSQL_PWD");
+    } else {
+        cmd.env("MYSQL_PWD", password);
+    }
+    let out = process::run_with_timeout(cmd, timeout).map_err(|e| format!("{label}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{label}: `{stmt}` as {user} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
