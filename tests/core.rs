@@ -63,6 +63,22 @@ fn wait_status(port: u16, path: &str, want: u16, deadline: Duration) -> (Duratio
     (took, last)
 }
 
+/// Like [`wait_status`], past the first round: `starting` is a 503 too.
+fn wait_verdict(port: u16, path: &str, want: u16, deadline: Duration) -> String {
+    let mut last = String::new();
+    wait_until(
+        deadline,
+        &format!("{path} to answer {want} after the first round"),
+        || {
+            let (status, body) = http_get(port, path);
+            let settled = status == want && !body.ends_with(": starting\n");
+            last = body;
+            settled
+        },
+    );
+    last
+}
+
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
@@ -393,7 +409,7 @@ fn check_query_error_is_a_fact_not_a_broken_connection() {
     let db = MariaDb::shared();
     let d = start(db, "query = \"SELECT * FROM no_such_db.t\"");
     let p = d.http_port();
-    let (_, body) = wait_status(p, "/", 503, Duration::from_secs(10));
+    let body = wait_verdict(p, "/", 503, Duration::from_secs(10));
     // The account may not read that schema: 1142 (command denied), a server reply.
     assert_eq!(body, "health: down - check query failed (error 1142)\n");
     // The connection is kept: the prober does not reconnect every round.
@@ -458,7 +474,7 @@ fn auth_errors_logged_once_per_episode_and_json_logs() {
         + "\n[log]\nformat = \"json\"\n";
     let d = Daemon::start(&cfg, &[("MYSQLCHK_MYSQL_PASSWORD", "wrong-one")]);
     let p = d.http_port();
-    let (_, body) = wait_status(p, "/", 503, Duration::from_secs(10));
+    let body = wait_verdict(p, "/", 503, Duration::from_secs(10));
     assert_eq!(
         body,
         "health: down - access denied for the checker account (error 1045)\n"
