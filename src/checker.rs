@@ -189,7 +189,11 @@ async fn rounds(
         metrics.round(snap.duration);
         transitions.observe(&snap, &cfg.check);
         shared.publish(snap);
-        let next = tokio::time::Instant::from_std(started + cfg.check.interval);
+        let next = tokio::time::Instant::from_std(
+            // Never overflows with a validated interval (at most a day); if it did, the
+            // next round would start at once instead of the task panicking.
+            started.checked_add(cfg.check.interval).unwrap_or(started),
+        );
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = reconfigured.notified() => {

@@ -24,6 +24,14 @@ pub const DEFAULT_PATH: &str = "/etc/mysqlchk/mysqlchk.toml";
 pub const ENV_CONFIG: &str = "MYSQLCHK_CONFIG";
 const ENV_PREFIX: &str = "MYSQLCHK_";
 
+/// The longest timing setting accepted (intervals, timeouts, `stale_after`): anything
+/// longer is a typo, and bounding them keeps every deadline computed from them far
+/// from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// The longest lag bound accepted: longer than [`MAX_DURATION`] because a delayed
+/// replica (`MASTER_DELAY`) legitimately lags by days.
+pub const MAX_LAG: Duration = Duration::from_secs(30 * 24 * 3600);
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the settings came from, for messages (`/etc/mysqlchk/mysqlchk.toml` or
@@ -68,7 +76,7 @@ impl fmt::Display for Target {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Credentials {
     None,
-    /// `mysql.password` (environment, for containers).
+    /// `mysql.password`: the environment (containers), or the file with a warning.
     Inline(Secret),
     /// `mysql.password_file`, or `$CREDENTIALS_DIRECTORY/password` (systemd).
     PasswordFile(PathBuf),
@@ -498,8 +506,19 @@ impl Reader<'_> {
         }
     }
 
+    /// A duration of at most [`MAX_DURATION`].
     fn duration(&mut self, section: &str, key: &str, default: Duration) -> Duration {
-        self.parsed(
+        self.bounded_duration(section, key, default, MAX_DURATION)
+    }
+
+    fn bounded_duration(
+        &mut self,
+        section: &str,
+        key: &str,
+        default: Duration,
+        max: Duration,
+    ) -> Duration {
+        let d = self.parsed(
             section,
             key,
             default,
@@ -507,7 +526,27 @@ impl Reader<'_> {
             parse_duration,
             // A bare integer in a duration field is ambiguous: refuse it.
             |_| None,
-        )
+        );
+        if d <= max {
+            return d;
+        }
+        // Out of range: report it and go on with the default, so later checks that
+        // add durations together only ever see sane values.
+        if let Some(raw) = self.raw(section, key) {
+            // Both bounds are whole days; "1d" reads better than humantime's "1day".
+            let why = format!("must be at most {}d", max.as_secs() / 86400);
+            self.bad(section, key, &raw, &why);
+        }
+        default
+    }
+
+    /// Zero would make every attempt fail at once: say so instead.
+    fn nonzero(&mut self, section: &str, key: &str, d: Duration) {
+        if d.is_zero() {
+            if let Some(raw) = self.raw(section, key) {
+                self.bad(section, key, &raw, "must be more than 0");
+            }
+        }
     }
 
     fn number(&mut self, section: &str, key: &str, default: u64, min: u64, max: u64) -> u64 {
@@ -592,7 +631,7 @@ impl Reader<'_> {
     fn build(&mut self) -> Config {
         let listen = self.build_listen();
         let mysql = self.build_mysql();
-        let check = self.build_check();
+        let check = self.build_check(mysql.connect_timeout);
         let agent = self.build_agent(&check);
         let log = self.build_log();
         Config {
@@ -654,7 +693,11 @@ impl Reader<'_> {
                 1,
                 1_000_000,
             ) as usize,
-            request_timeout: self.duration("listen", "request_timeout", Duration::from_secs(2)),
+            request_timeout: {
+                let d = self.duration("listen", "request_timeout", Duration::from_secs(2));
+                self.nonzero("listen", "request_timeout", d);
+                d
+            },
         }
     }
 
@@ -685,6 +728,16 @@ impl Reader<'_> {
             .string("mysql", "user")
             .unwrap_or_else(|| "mysqlchk".into());
         let inline = self.string("mysql", "password").map(Secret::new);
+        if inline.is_some() && matches!(self.raw("mysql", "password"), Some(Raw::File(_))) {
+            // Accepted so that an existing file keeps working, but said out loud: the
+            // config is usually world- or group-readable (README, "Credentials").
+            self.warnings.push(format!(
+                "mysql.password in {}: a password in the config file is readable by whoever \
+                 reads the config; prefer password_file, LoadCredential or \
+                 MYSQLCHK_MYSQL_PASSWORD",
+                self.source
+            ));
+        }
         let password_file = self.path("mysql", "password_file");
         let defaults_file = self.path("mysql", "defaults_file");
         if password_file.is_some() && defaults_file.is_some() {
@@ -716,6 +769,7 @@ impl Reader<'_> {
             Credentials::None
         };
         let connect_timeout = self.duration("mysql", "connect_timeout", Duration::from_secs(1));
+        self.nonzero("mysql", "connect_timeout", connect_timeout);
         let ssl_mode = self.parsed(
             "mysql",
             "ssl_mode",
@@ -794,10 +848,14 @@ impl Reader<'_> {
         }
     }
 
-    fn build_check(&mut self) -> Check {
+    fn build_check(&mut self, connect_timeout: Duration) -> Check {
+        let before = self.errors.len();
         let interval = self.duration("check", "interval", Duration::from_secs(1));
         let timeout = self.duration("check", "timeout", Duration::from_secs(1));
         let stale_after = self.duration("check", "stale_after", Duration::from_secs(5));
+        // A value already reported stands in as its default: comparing that default
+        // with the other settings would only add confusing errors.
+        let comparable = self.errors.len() == before;
         if interval < Duration::from_millis(10) {
             self.errors.push(format!(
                 "{}: check.interval = {}: must be at least 10ms",
@@ -805,7 +863,7 @@ impl Reader<'_> {
                 fmt_duration(interval)
             ));
         }
-        if timeout.is_zero() || timeout > interval {
+        if comparable && (timeout.is_zero() || timeout > interval) {
             self.errors.push(format!(
                 "{}: check.timeout = {}: must be more than 0 and at most check.interval ({})",
                 self.source,
@@ -813,12 +871,17 @@ impl Reader<'_> {
                 fmt_duration(interval)
             ));
         }
-        if stale_after <= interval + timeout {
+        // A round that waits its whole connect or step timeout must still publish
+        // before the snapshot counts as stale, or a slow but alive server reads as a
+        // stuck checker.
+        let round = interval.saturating_add(timeout.max(connect_timeout));
+        if comparable && stale_after <= round {
             self.errors.push(format!(
-                "{}: check.stale_after = {}: must exceed check.interval + check.timeout ({})",
+                "{}: check.stale_after = {}: must exceed check.interval + the larger of \
+                 check.timeout and mysql.connect_timeout ({})",
                 self.source,
                 fmt_duration(stale_after),
-                fmt_duration(interval + timeout)
+                fmt_duration(round)
             ));
         }
         let query = self
@@ -840,10 +903,11 @@ impl Reader<'_> {
             timeout,
             stale_after,
             query,
-            max_replication_lag: self.duration(
+            max_replication_lag: self.bounded_duration(
                 "check",
                 "max_replication_lag",
                 Duration::from_secs(30),
+                MAX_LAG,
             ),
             replication_channels: self
                 .list("check", "replication_channels")
@@ -883,7 +947,7 @@ impl Reader<'_> {
         // it), so lowering max_replication_lag alone never makes the config invalid.
         let explicit = self.raw("agent", "soft_lag").is_some();
         let default_soft = Duration::from_secs(10).min(check.max_replication_lag / 3);
-        let soft_lag = self.duration("agent", "soft_lag", default_soft);
+        let soft_lag = self.bounded_duration("agent", "soft_lag", default_soft, MAX_LAG);
         if explicit && soft_lag > check.max_replication_lag {
             self.errors.push(format!(
                 "{}: agent.soft_lag = {}: must not exceed check.max_replication_lag ({})",
@@ -958,6 +1022,21 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     }
     if let Ok(n) = s.parse::<u64>() {
         return Some(Duration::from_secs(n));
+    }
+    // humantime checks most of its arithmetic but can still panic in `Duration::new`
+    // when a sum lands next to u64::MAX seconds ("18446744073709551615s 500ms 500ms").
+    // Refuse input whose numbers, each read in the largest unit (a year), could add up
+    // to anywhere near that: no sane duration comes close.
+    let mut total: u64 = 0;
+    for run in s
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|r| !r.is_empty())
+    {
+        let n = run.parse::<u64>().ok()?;
+        total = total.checked_add(n.checked_mul(31_557_600)?)?;
+        if total > 1 << 62 {
+            return None;
+        }
     }
     humantime::parse_duration(s).ok()
 }
@@ -1226,6 +1305,131 @@ mod tests {
         assert!(l.warnings.is_empty());
         let missing = format!("{LOOPBACK}[mysql]\npassword_file = \"/nonexistent/pw\"\n");
         assert!(errs(&missing, &[])[0].contains("cannot read"));
+    }
+
+    #[test]
+    fn absurd_durations_are_errors_not_panics() {
+        let huge = "\"18446744073709551615\"";
+        let e = errs(
+            &format!("{LOOPBACK}[check]\ninterval = {huge}\ntimeout = {huge}\n"),
+            &[],
+        );
+        assert_eq!(
+            e,
+            vec![
+                format!("t.toml: check.interval = {huge}: must be at most 1d"),
+                format!("t.toml: check.timeout = {huge}: must be at most 1d"),
+            ]
+        );
+        let e = errs(&format!("{LOOPBACK}[check]\ninterval = \"100y\"\n"), &[]);
+        assert_eq!(
+            e,
+            vec!["t.toml: check.interval = \"100y\": must be at most 1d"]
+        );
+        // Every duration key, from the environment too.
+        for (var, max) in [
+            ("MYSQLCHK_LISTEN_REQUEST_TIMEOUT", "1d"),
+            ("MYSQLCHK_MYSQL_CONNECT_TIMEOUT", "1d"),
+            ("MYSQLCHK_CHECK_INTERVAL", "1d"),
+            ("MYSQLCHK_CHECK_TIMEOUT", "1d"),
+            ("MYSQLCHK_CHECK_STALE_AFTER", "1d"),
+            ("MYSQLCHK_CHECK_MAX_REPLICATION_LAG", "30d"),
+            ("MYSQLCHK_AGENT_SOFT_LAG", "30d"),
+        ] {
+            let e = errs(LOOPBACK, &[(var, "9223372036854775807")]);
+            assert!(
+                e.contains(&format!(
+                    "environment: {var}=\"9223372036854775807\": must be at most {max}"
+                )),
+                "{var}: {e:?}"
+            );
+        }
+        // A day is fine for the lag bound.
+        ok(
+            &format!("{LOOPBACK}[check]\nmax_replication_lag = \"2d\"\n"),
+            &[],
+        );
+    }
+
+    #[test]
+    fn zero_timeouts_are_errors() {
+        for (section, key) in [
+            ("listen", "request_timeout"),
+            ("mysql", "connect_timeout"),
+            ("check", "timeout"),
+            ("check", "interval"),
+        ] {
+            let var = format!("MYSQLCHK_{section}_{key}").to_ascii_uppercase();
+            let e = errs(LOOPBACK, &[(var.as_str(), "0s")]);
+            let named = |l: &String| l.contains(&var) || l.contains(&format!("{section}.{key}"));
+            assert!(
+                e.iter().any(|l| named(l)
+                    && (l.contains("more than 0") || l.contains("at least 10ms"))),
+                "{var}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn stale_after_covers_the_connect_timeout() {
+        let e = errs(
+            &format!(
+                "{LOOPBACK}[mysql]\nconnect_timeout = \"5s\"\n[check]\nstale_after = \"5s\"\n"
+            ),
+            &[],
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml: check.stale_after = 5s: must exceed")
+                && e[0].contains("mysql.connect_timeout (6s)"),
+            "{e:?}"
+        );
+        ok(
+            &format!(
+                "{LOOPBACK}[mysql]\nconnect_timeout = \"5s\"\n[check]\nstale_after = \"7s\"\n"
+            ),
+            &[],
+        );
+    }
+
+    #[test]
+    fn password_in_the_file_is_a_warning() {
+        let l = from_str(
+            &format!("{LOOPBACK}[mysql]\npassword = \"in-file-pw\"\n"),
+            "t.toml",
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert!(matches!(l.config.mysql.credentials, Credentials::Inline(_)));
+        assert_eq!(
+            l.warnings,
+            vec![
+                "mysql.password in t.toml: a password in the config file is readable by \
+                 whoever reads the config; prefer password_file, LoadCredential or \
+                 MYSQLCHK_MYSQL_PASSWORD"
+            ]
+        );
+        assert!(!l.warnings.join("").contains("in-file-pw"));
+        let l = from_str(
+            LOOPBACK,
+            "t.toml",
+            &env(&[("MYSQLCHK_MYSQL_PASSWORD", "env-pw")]),
+        )
+        .unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn huge_durations_do_not_overflow() {
+        // humantime alone panics on this one (Duration::new overflows).
+        assert_eq!(parse_duration("18446744073709551615s 500ms 500ms"), None);
+        assert_eq!(parse_duration("584542046090y"), None);
+        assert_eq!(
+            parse_duration("18446744073709551615"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("100y").map(|d| d > MAX_DURATION), Some(true));
     }
 
     #[test]

@@ -190,7 +190,11 @@ impl Daemon {
     /// Wait (bounded) until the first round has been published.
     async fn first_round(&self) -> bool {
         let cfg = self.config.load();
-        let limit = cfg.mysql.connect_timeout + cfg.check.timeout * 5 + Duration::from_secs(1);
+        let limit = cfg
+            .mysql
+            .connect_timeout
+            .saturating_add(cfg.check.timeout.saturating_mul(5))
+            .saturating_add(Duration::from_secs(1));
         let until = Instant::now() + limit;
         while Instant::now() < until {
             if self.shared.latest().is_some() {

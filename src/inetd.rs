@@ -47,7 +47,10 @@ pub fn run(cli_path: Option<&Path>) -> i32 {
 
 /// The whole budget: request read, connect, three steps, and a little slack.
 fn budget(cfg: &Config) -> Duration {
-    cfg.listen.request_timeout + cfg.mysql.connect_timeout + cfg.check.timeout * 3
+    cfg.listen
+        .request_timeout
+        .saturating_add(cfg.mysql.connect_timeout)
+        .saturating_add(cfg.check.timeout.saturating_mul(3))
 }
 
 fn exchange(cfg: &Config) -> Vec<u8> {
@@ -65,7 +68,9 @@ fn exchange(cfg: &Config) -> Vec<u8> {
         return Response::text(503, "health: down - internal error").render(0, false);
     };
     let started = Instant::now();
-    let deadline = started + budget(cfg);
+    // Saturating arithmetic: a deadline that cannot be represented expires at once
+    // (a 503) rather than panicking.
+    let deadline = started.checked_add(budget(cfg)).unwrap_or(started);
     let out = rt.block_on(async {
         let req = match read_request(cfg.listen.request_timeout).await {
             Ok(r) => r,
@@ -103,7 +108,8 @@ async fn read_request(limit: Duration) -> Result<Request, Response> {
     let mut stdin = tokio::io::stdin();
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 1024];
-    let until = tokio::time::Instant::now() + limit;
+    let now = tokio::time::Instant::now();
+    let until = now.checked_add(limit).unwrap_or(now);
     loop {
         let n = match tokio::time::timeout_at(until, stdin.read(&mut chunk)).await {
             Ok(Ok(n)) => n,

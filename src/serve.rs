@@ -303,7 +303,12 @@ fn http_fast(stream: &std::net::TcpStream, peer: IpAddr, ctx: &Ctx) -> Fast {
 
 /// One HTTP exchange, asynchronously, from the bytes already received.
 pub async fn handle(mut stream: TcpStream, peer: IpAddr, ctx: &Ctx, prefix: Vec<u8>) {
-    let deadline = tokio::time::Instant::now() + ctx.config.load().listen.request_timeout;
+    let now = tokio::time::Instant::now();
+    // A validated request_timeout is at most a day; an unrepresentable deadline
+    // answers 408 at once instead of panicking.
+    let deadline = now
+        .checked_add(ctx.config.load().listen.request_timeout)
+        .unwrap_or(now);
     let mut buf = prefix;
     let mut chunk = [0u8; 2048];
     loop {

@@ -396,3 +396,70 @@ fn haproxy_config_is_accepted_by_haproxy() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--servers"));
 }
+
+/// Durations too large to add up: `validate` reports them (exit 3, one line each, no
+/// panic), and a daemon SIGHUPped with them keeps its configuration and answers.
+#[test]
+fn absurd_durations_are_rejected_by_validate_and_by_reload() {
+    let db = MariaDb::shared();
+    let user = user_on(db, "chk_absurd");
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "\"18446744073709551615\"";
+    let cases = [
+        format!("interval = {huge}\ntimeout = {huge}\n"),
+        // Adds up without overflow, so it used to validate; the checker's
+        // `started + interval` then panicked on its first round.
+        format!("interval = \"9223372036854775807\"\nstale_after = {huge}\n"),
+        "interval = \"100y\"\n".to_string(),
+    ];
+    for (i, check) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("absurd{i}.toml"));
+        std::fs::write(
+            &path,
+            format!("[listen]\nhttp = \"127.0.0.1:9200\"\n[check]\n{check}"),
+        )
+        .unwrap();
+        let out = run(&["validate", "-c", path.to_str().unwrap()], &[], None);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{check}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.contains("check.interval = "), "{err}");
+        assert!(
+            err.lines().all(|l| l.ends_with("must be at most 1d")),
+            "{check}: {err}"
+        );
+    }
+
+    let http = free_port();
+    let good = format!(
+        "[listen]\nhttp = \"127.0.0.1:{http}\"\n[mysql]\nport = {}\nuser = \"{user}\"\n\
+         [check]\ninterval = \"200ms\"\ntimeout = \"200ms\"\nstale_after = \"3s\"\n",
+        db.port()
+    );
+    let mut d = Daemon::start(&good, &[("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)]);
+    common::wait_until(Duration::from_secs(10), "healthy", || {
+        common::http_get(http, "/").0 == 200
+    });
+    for check in &cases {
+        let before = d.log().matches("keeping the running configuration").count();
+        d.write_config(&format!(
+            "[listen]\nhttp = \"127.0.0.1:{http}\"\n[mysql]\nport = {}\nuser = \"{user}\"\n\
+             [check]\n{check}",
+            db.port()
+        ));
+        d.signal(libc::SIGHUP);
+        common::wait_until(Duration::from_secs(10), "the reload to be rejected", || {
+            assert!(d.try_wait().is_none(), "the daemon died:\n{}", d.log());
+            d.log().matches("keeping the running configuration").count() > before
+        });
+        assert!(d.log().contains("must be at most 1d"), "{}", d.log());
+    }
+    // Still running the old configuration: fresh rounds, healthy answers.
+    common::wait_until(Duration::from_secs(10), "fresh rounds", || {
+        common::http_get(http, "/live") == (200, "live: up\n".into())
+            && common::http_get(http, "/") == (200, "health: up\n".into())
+    });
+    assert!(d.try_wait().is_none(), "{}", d.log());
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+    assert!(!d.log().contains("internal error"), "{}", d.log());
+}

@@ -379,7 +379,9 @@ fn starting_until_the_first_round_completes() {
     });
     let http = free_port();
     let cfg = config(hole_port, http, "")
-        .replace("connect_timeout = \"500ms\"", "connect_timeout = \"3s\"");
+        .replace("connect_timeout = \"500ms\"", "connect_timeout = \"3s\"")
+        // A round may take the whole connect timeout: stale only after that.
+        .replace("stale_after = \"3s\"", "stale_after = \"5s\"");
     let d = Daemon::start(&cfg, &[("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)]);
     let p = d.http_port();
     for path in ["/", "/primary", "/replica", "/read-only"] {
