@@ -110,11 +110,18 @@ fn no_params(params: &[(String, String)]) -> Option<Response> {
         .map(|(k, _)| Response::text(400, format!("unknown parameter {}", sanitize(k))))
 }
 
-/// `max_lag` (alias `lag`): seconds or a duration.
+/// `max_lag` (alias `lag`): seconds or a duration, at most once: with two bounds in
+/// one request either choice would silently ignore the other.
 pub fn lag_param(role: Role, params: &[(String, String)]) -> Result<Option<Duration>, String> {
     let mut lag = None;
     for (k, val) in params {
         match k.as_str() {
+            "max_lag" | "lag" if role.takes_lag() && lag.is_some() => {
+                return Err(format!(
+                    "parameter {} given twice (lag and max_lag are the same bound)",
+                    sanitize(k)
+                ))
+            }
             "max_lag" | "lag" if role.takes_lag() => match parse_duration(val) {
                 Some(d) => lag = Some(d),
                 None => {
@@ -227,5 +234,16 @@ mod tests {
             .contains("unknown parameter lag"));
         assert!(lag_param(Role::Replica, &p("lga=1")).is_err());
         assert_eq!(lag_param(Role::Health, &p("")), Ok(None));
+    }
+
+    #[test]
+    fn lag_given_twice_is_refused() {
+        let p = |s: &str| query_pairs(s);
+        let e = lag_param(Role::Replica, &p("lag=5&lag=10")).unwrap_err();
+        assert!(e.starts_with("parameter lag given twice"), "{e}");
+        let e = lag_param(Role::ReadOnly, &p("lag=5&max_lag=10")).unwrap_err();
+        assert!(e.starts_with("parameter max_lag given twice"), "{e}");
+        let e = lag_param(Role::Replica, &p("max_lag=5&lag=5")).unwrap_err();
+        assert!(e.starts_with("parameter lag given twice"), "{e}");
     }
 }

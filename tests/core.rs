@@ -238,6 +238,15 @@ fn http_contract_in_raw_bytes() {
     let r = http_request(p, b"GET /replica?lag=soon HTTP/1.0\r\n\r\n");
     assert_eq!(r.status, 400);
     assert!(r.body.contains("lag=soon"), "{}", r.body);
+    // The bound given twice (or under both names): 400 naming it, not "last wins".
+    let r = http_request(p, b"GET /replica?lag=5&max_lag=10 HTTP/1.0\r\n\r\n");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            400,
+            "parameter max_lag given twice (lag and max_lag are the same bound)\n"
+        )
+    );
 
     // The request may arrive in pieces, and the client may half-close after it.
     let mut s = TcpStream::connect(a).unwrap();
