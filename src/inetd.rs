@@ -45,6 +45,37 @@ pub fn run(cli_path: Option<&Path>) -> i32 {
     0
 }
 
+/// A command line `mysqlchk inetd` could not parse (a typo in the xinetd or systemd
+/// unit): read the request as usual, then answer 503 saying so, on stdout only.
+/// Returns the exit status, 0 as always.
+pub fn usage_error() -> i32 {
+    crate::sys::silence_stderr();
+    let reply = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => {
+            // No config to read request_timeout from: its default.
+            let req = rt.block_on(read_request(Duration::from_secs(2)));
+            rt.shutdown_background();
+            let (minor, head) = match &req {
+                Ok(r) => (r.minor, r.method == Method::Head),
+                Err(_) => (0, false),
+            };
+            Response::text(
+                503,
+                "health: down - mysqlchk inetd: invalid command line (see mysqlchk inetd --help)",
+            )
+            .render(minor, head)
+        }
+        Err(_) => Response::text(503, "health: down - internal error").render(0, false),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&reply);
+    let _ = out.flush();
+    0
+}
+
 /// The whole budget: request read, connect, three steps, and a little slack.
 fn budget(cfg: &Config) -> Duration {
     cfg.listen

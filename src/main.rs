@@ -1,6 +1,8 @@
 //! The `mysqlchk` binary: a synchronous `main` that parses the command line, loads and
 //! validates the config *before* binding anything, then builds the runtime it needs.
-//! Exit codes follow SPEC §3 (78 = EX_CONFIG for `serve`, 3 = UNKNOWN elsewhere).
+//! Exit codes: 78 (EX_CONFIG) for `serve` on an invalid config, 3 (UNKNOWN) elsewhere;
+//! a command-line error in `check` is UNKNOWN (3) too, in `validate` 3, and `inetd`
+//! never writes to stderr and always exits 0 (README, "Commands").
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +20,7 @@ const EX_CONFIG: u8 = 78;
 #[command(
     name = "mysqlchk",
     version,
+    propagate_version = true,
     about = "Health-check agent for MySQL / MariaDB / Percona behind HAProxy",
     long_about = None
 )]
@@ -108,7 +111,17 @@ enum MaintenanceAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let sub = subcommand(&args);
+    if sub == Some("inetd") {
+        // stderr is the client's socket under xinetd: silence it before anything,
+        // clap included, can write there.
+        mysqlchk::sys::silence_stderr();
+    }
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(usage_error(sub, e)),
+    };
     let code = match cli.command {
         Command::Inetd => inetd::run(cli.config.as_deref()),
         Command::Serve => serve(cli.config.as_deref()),
@@ -118,6 +131,50 @@ fn main() -> ExitCode {
         Command::HaproxyConfig(args) => haproxy_config(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// The subcommand named on the command line, found without clap (for errors clap
+/// reports before it knows): the first word that is neither an option nor the value
+/// of `-c`/`--config`.
+fn subcommand(args: &[std::ffi::OsString]) -> Option<&str> {
+    let mut words = args.iter().skip(1);
+    while let Some(w) = words.next() {
+        let w = w.to_str()?;
+        if w == "-c" || w == "--config" {
+            words.next();
+        } else if !w.starts_with('-') {
+            return Some(w);
+        }
+    }
+    None
+}
+
+/// The exit status for a command line clap refused, each command in its own
+/// convention: `check` is a monitoring plugin (UNKNOWN, 3), `inetd` answers its
+/// client and exits 0, `validate` says 3 like any invalid input; the others keep
+/// clap's (2 for usage, 0 for --help / --version).
+fn usage_error(sub: Option<&str>, e: clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    match sub {
+        Some("check") => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("");
+            println!(
+                "MYSQLCHK UNKNOWN - usage: {} (see mysqlchk check --help)",
+                first.trim_start_matches("error: ")
+            );
+            plugin::UNKNOWN as u8
+        }
+        Some("inetd") => inetd::usage_error() as u8,
+        Some("validate") => {
+            let _ = e.print();
+            3
+        }
+        _ => e.exit(),
+    }
 }
 
 /// Load or print every error; `None` on failure.
@@ -318,50 +375,126 @@ fn maintenance_cmd(cli: Option<&Path>, action: MaintenanceAction) -> i32 {
     }
 }
 
-/// Wait up to two intervals for a running daemon (on our first HTTP port, over
-/// loopback) to report the flag, and say whether it did.
+/// Wait up to two intervals for a running daemon to report the flag, and say whether
+/// it did. It is asked on a loopback HTTP listener when there is one, else on the
+/// first one as configured.
 fn confirm(cfg: &Config, on: bool) {
-    let Some(addr) = cfg.listen.http.first() else {
+    let Some(target) = confirm_target(&cfg.listen.http) else {
         return;
     };
-    let mut target = *addr;
-    if target.ip().is_unspecified() {
-        target.set_ip(if target.is_ipv4() {
-            std::net::Ipv4Addr::LOCALHOST.into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
-    }
-    let until = std::time::Instant::now() + cfg.check.interval * 2 + Duration::from_millis(200);
-    while std::time::Instant::now() < until {
-        match daemon_maintenance(target) {
-            Some(state) if state == on => {
+    let now = std::time::Instant::now();
+    let window = cfg
+        .check
+        .interval
+        .saturating_mul(2)
+        .saturating_add(Duration::from_millis(200));
+    let until = now.checked_add(window).unwrap_or(now);
+    let mut last;
+    loop {
+        last = daemon_maintenance(target);
+        match &last {
+            Seen::Flag(state) if *state == on => {
                 println!("confirmed by the running daemon on {target}");
                 return;
             }
-            Some(_) => {}
-            None => {
+            Seen::NoDaemon => {
                 println!("no running daemon answered on {target}: the flag applies when it runs");
                 return;
             }
+            Seen::Unconfirmable(why) => {
+                println!("a daemon is running on {target} but cannot confirm: {why}");
+                return;
+            }
+            Seen::Flag(_) | Seen::Pending => {}
+        }
+        if std::time::Instant::now() >= until {
+            break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("the daemon on {target} did not confirm within two intervals");
+    match last {
+        Seen::Pending => println!(
+            "the daemon on {target} has no current check result yet (starting or stale): \
+             not confirmed; it applies the flag on its next completed round"
+        ),
+        _ => println!("the daemon on {target} did not confirm within two intervals"),
+    }
 }
 
-/// Ask `/status` whether the daemon's latest snapshot carries the flag.
-fn daemon_maintenance(addr: std::net::SocketAddr) -> Option<bool> {
+/// A loopback listener (an unspecified address is reachable on loopback) if any, so
+/// the answer does not depend on listen.allow; else the first listener.
+fn confirm_target(http: &[std::net::SocketAddr]) -> Option<std::net::SocketAddr> {
+    let reachable = |a: &std::net::SocketAddr| {
+        let mut a = *a;
+        if a.ip().is_unspecified() {
+            a.set_ip(if a.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        a
+    };
+    http.iter()
+        .map(reachable)
+        .find(|a| a.ip().is_loopback())
+        .or_else(|| http.first().copied())
+}
+
+/// What the daemon's `/` says about the maintenance flag.
+enum Seen {
+    /// The flag as the latest round saw it: `maintenance: ...` (up or down) or not.
+    Flag(bool),
+    /// `starting`, or a stale snapshot: the flag is not known yet.
+    Pending,
+    /// Nothing listens there.
+    NoDaemon,
+    /// Something answered, but not with a health line (why).
+    Unconfirmable(String),
+}
+
+/// Ask `/`: allowed to every `listen.allow` peer (unlike the admin-only `/status`), and
+/// its line starts with `maintenance:` whenever the latest round saw the flag.
+fn daemon_maintenance(addr: std::net::SocketAddr) -> Seen {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    s.write_all(b"GET /status HTTP/1.0\r\n\r\n").ok()?;
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return Seen::NoDaemon;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+    if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
+        return Seen::Unconfirmable(
+            "it closed the connection (is this host in listen.allow?)".into(),
+        );
+    }
     let mut buf = Vec::new();
-    let _ = s.take(1 << 20).read_to_end(&mut buf);
+    let _ = s.take(64 * 1024).read_to_end(&mut buf);
+    if buf.is_empty() {
+        return Seen::Unconfirmable(
+            "it closed the connection without answering (is this host in listen.allow?)".into(),
+        );
+    }
     let text = String::from_utf8_lossy(&buf);
-    let body = text.split_once("\r\n\r\n")?.1;
-    let doc: serde_json::Value = serde_json::from_str(body).ok()?;
-    Some(!doc["snapshot"]["maintenance"].is_null())
+    let status: String = text
+        .split(' ')
+        .nth(1)
+        .unwrap_or("")
+        .chars()
+        .take(3)
+        .filter(char::is_ascii_digit)
+        .collect();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    if body.starts_with("maintenance:") {
+        Seen::Flag(true)
+    } else if body.starts_with("health: starting") || body.starts_with("health: down - stale") {
+        Seen::Pending
+    } else if body.starts_with("health: ") {
+        Seen::Flag(false)
+    } else {
+        Seen::Unconfirmable(format!(
+            "it answered / with status {status}, not a health line"
+        ))
+    }
 }
 
 fn haproxy_config(a: HaproxyArgs) -> i32 {
@@ -404,4 +537,41 @@ fn haproxy_config(a: HaproxyArgs) -> i32 {
         })
     );
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirm_prefers_a_loopback_listener() {
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(
+            confirm_target(&[a("10.0.0.2:9200"), a("0.0.0.0:9300")]),
+            Some(a("127.0.0.1:9300"))
+        );
+        assert_eq!(
+            confirm_target(&[a("10.0.0.2:9200"), a("[::]:9300")]),
+            Some(a("[::1]:9300"))
+        );
+        assert_eq!(
+            confirm_target(&[a("10.0.0.2:9200"), a("10.0.0.3:9200")]),
+            Some(a("10.0.0.2:9200"))
+        );
+        assert_eq!(confirm_target(&[]), None);
+    }
+
+    #[test]
+    fn subcommand_found_past_the_config_option() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            subcommand(&args(&["mysqlchk", "-c", "x", "inetd"])),
+            Some("inetd")
+        );
+        assert_eq!(
+            subcommand(&args(&["mysqlchk", "--config=x", "check", "--bogus"])),
+            Some("check")
+        );
+        assert_eq!(subcommand(&args(&["mysqlchk", "--bogus"])), None);
+    }
 }

@@ -463,3 +463,141 @@ fn absurd_durations_are_rejected_by_validate_and_by_reload() {
     assert!(!d.log().contains("panicked"), "{}", d.log());
     assert!(!d.log().contains("internal error"), "{}", d.log());
 }
+
+/// Command-line errors follow each command's convention, and `--version` works
+/// everywhere.
+#[test]
+fn command_line_errors_per_command_and_version_everywhere() {
+    // clap's form: "mysqlchk 1.2.3", "mysqlchk-serve 1.2.3".
+    let version = format!(" {}\n", env!("CARGO_PKG_VERSION"));
+    for args in [
+        &["--version"][..],
+        &["serve", "--version"],
+        &["check", "--version"],
+        &["inetd", "--version"],
+        &["validate", "--version"],
+        &["maintenance", "on", "--version"],
+        &["haproxy-config", "--version"],
+    ] {
+        let out = run(args, &[], None);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let said = text(&out.stdout);
+        assert!(
+            said.starts_with("mysqlchk") && said.ends_with(&version) && said.lines().count() == 1,
+            "{args:?}: {said}"
+        );
+    }
+
+    // check: a monitoring plugin, so UNKNOWN (3) with one line on stdout.
+    let out = run(&["check", "--bogus"], &[], None);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    let line = text(&out.stdout);
+    assert!(
+        line.starts_with("MYSQLCHK UNKNOWN - usage: unexpected argument '--bogus'"),
+        "{line}"
+    );
+    assert_eq!(line.lines().count(), 1, "{line}");
+
+    // inetd: stderr is the client's socket; answer on stdout and exit 0.
+    for args in [
+        &["inetd", "--bogus"][..],
+        &["inetd", "extra"],
+        &["-c", "x", "inetd", "-q"],
+    ] {
+        let out = run(args, &[], Some(b"GET / HTTP/1.0\r\n\r\n"));
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: stderr {}",
+            text(&out.stderr)
+        );
+        let r = parse_http_response(&out.stdout).expect("an HTTP answer");
+        assert_eq!(r.status, 503, "{args:?}");
+        assert!(r.body.contains("invalid command line"), "{}", r.body);
+    }
+
+    // validate: 3, as for any invalid input.
+    let out = run(&["validate", "--bogus"], &[], None);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("--bogus"));
+
+    // The others keep clap's 2.
+    let out = run(&["serve", "--bogus"], &[], None);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["maintenance", "sideways"], &[], None);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `maintenance on/off` asks the daemon's `/` (not the admin-only `/status`), so a
+/// host outside `admin_allow` still gets a confirmation; while the daemon has no
+/// round yet nothing is confirmed.
+#[test]
+fn maintenance_confirmation_without_admin_access_and_while_starting() {
+    let db = MariaDb::shared();
+    let user = user_on(db, "chk_confirm");
+    let flags = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let conf = format!(
+        "[listen]\nhttp = \"127.0.0.1:{http}\"\nadmin_allow = [\"10.0.0.0/8\"]\n\
+         [mysql]\nport = {}\nuser = \"{user}\"\n\
+         [check]\ninterval = \"200ms\"\ntimeout = \"200ms\"\nstale_after = \"3s\"\n\
+         maintenance_file = \"{}\"\n",
+        db.port(),
+        flags.path().join("maintenance").display()
+    );
+    let d = Daemon::start(&conf, &[("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)]);
+    common::wait_until(Duration::from_secs(10), "healthy", || {
+        common::http_get(http, "/").0 == 200
+    });
+    assert_eq!(common::http_get(http, "/status").0, 403);
+    let cfg = d.config_path();
+    let cfg = cfg.to_str().unwrap();
+    let out = run(&["maintenance", "on", "-c", cfg], &[], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "confirmed by the running daemon on 127.0.0.1:{http}"
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(common::http_get(http, "/").0, 404);
+    let out = run(&["maintenance", "off", "-c", cfg], &[], None);
+    assert!(
+        text(&out.stdout).contains("confirmed by the running daemon"),
+        "{}",
+        text(&out.stdout)
+    );
+    drop(d);
+
+    // A server that accepts and never speaks: the daemon stays `starting` for the
+    // whole connect timeout, so `off` must not claim a confirmation.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = free_port();
+    let conf = format!(
+        "[listen]\nhttp = \"127.0.0.1:{http}\"\n\
+         [mysql]\nport = {}\nconnect_timeout = \"10s\"\n\
+         [check]\ninterval = \"200ms\"\ntimeout = \"200ms\"\nstale_after = \"15s\"\n\
+         maintenance_file = \"{}\"\n",
+        hole.local_addr().unwrap().port(),
+        flags.path().join("maintenance").display()
+    );
+    let d = Daemon::start(&conf, &[]);
+    assert_eq!(common::http_get(http, "/").1, "health: starting\n");
+    let cfg = d.config_path();
+    let out = run(
+        &["maintenance", "off", "-c", cfg.to_str().unwrap()],
+        &[],
+        None,
+    );
+    let said = text(&out.stdout);
+    assert!(!said.contains("confirmed by"), "{said}");
+    assert!(said.contains("not confirmed"), "{said}");
+    drop(d);
+    drop(hole);
+}
