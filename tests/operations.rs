@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::daemon::BIN;
 use common::process::{self, run_with_timeout};
 use common::{
-    free_port, http_get, parse_http_response, process_alive, wait_until, Daemon, MariaDb,
+    free_port, http_get, parse_http_response, process_alive, wait_until, Daemon, Haproxy, MariaDb,
 };
 
 const PASSWORD: &str = "chk-Pa55word-ops";
@@ -946,6 +946,85 @@ fn sigusr2_hand_over_with_a_slow_first_round_never_answers_starting() {
         "the old process left before the new one could have finished a round: {took:?}"
     );
     new.terminate(Duration::from_secs(10));
+    drop(hole);
+}
+
+// ---------------------------------------------------------------------------------
+// Agent port
+
+/// One agent connection: sends `parts` with `gap` between them, returns the reply.
+fn agent_ask(port: u16, parts: &[&str], gap: Duration) -> String {
+    let mut s = TcpStream::connect(addr(port)).expect("agent port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            thread::sleep(gap);
+        }
+        s.write_all(part.as_bytes())
+            .expect("write to the agent port");
+    }
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply
+}
+
+/// Before its first round the agent answers a line without a state word, which
+/// HAProxy ignores: a restart of mysqlchk (no socket units) leaves a server UP in a
+/// real HAProxy, where `down #starting` would take it out at once (an agent `down`
+/// skips `fall`). The HTTP port still answers `503 starting`.
+#[test]
+fn agent_restart_keeps_the_server_up_in_haproxy() {
+    let db = MariaDb::shared();
+    let (p, a) = (free_port(), free_port());
+    let user = checker_user(db, p, "");
+    let mut c = Conf::new(db.port(), &user, &[p]);
+    c.agent = vec![a];
+    let mut d = Daemon::start(&c.render(), &[PASSWORD_ENV]);
+    wait_status(p, "/", 200, Duration::from_secs(10));
+    let front = free_port();
+    let hap = Haproxy::start(&format!(
+        "listen mysql-read\n\
+         \x20   bind 127.0.0.1:{front}\n\
+         \x20   option httpchk\n\
+         \x20   server db1 127.0.0.1:{db} check port {p} inter 2s fall 3 rise 1 \
+         agent-check agent-port {a} agent-inter 200ms\n",
+        db = db.port()
+    ));
+    hap.wait_for_checked_state("mysql-read", "db1", "UP", Duration::from_secs(10));
+    wait_until(Duration::from_secs(5), "an agent check", || {
+        hap.stat_field("mysql-read", "db1", "agent_status")
+            .is_some_and(|s| s.contains("L7OK"))
+    });
+
+    // The restart: the new daemon's first round lasts 4 s (a target that never answers).
+    d.terminate(Duration::from_secs(10));
+    let hole = Hole::start();
+    let mut slow = c.clone();
+    slow.db_port = hole.port;
+    slow.connect_timeout = "4s";
+    slow.stale_after = "10s";
+    let restarted = Instant::now();
+    let _d2 = Daemon::start(&slow.render(), &[PASSWORD_ENV]);
+    assert_eq!(agent_ask(a, &[], Duration::ZERO), "#starting\n");
+    assert_eq!(http_get(p, "/"), (503, "health: starting\n".into()));
+    // Seven agent checks or so, all answered `#starting`: the server stays UP (the
+    // HTTP check's one `503 starting` only counts towards `fall`: `UP 2/3`).
+    let mut states = BTreeSet::new();
+    while restarted.elapsed() < Duration::from_millis(1800) {
+        states.insert(hap.server_state("mysql-read", "db1"));
+        thread::sleep(Duration::from_millis(100));
+    }
+    let last_agent = hap.stat_field("mysql-read", "db1", "last_agt");
+    eprintln!("states while starting: {states:?}; last agent reply {last_agent:?}");
+    assert!(
+        restarted.elapsed() < Duration::from_secs(4),
+        "the observation outlasted the first round"
+    );
+    assert!(
+        states.iter().all(|s| s.starts_with("UP")),
+        "states while starting: {states:?}\nhaproxy log:\n{}",
+        hap.log()
+    );
     drop(hole);
 }
 
