@@ -968,6 +968,28 @@ fn agent_ask(port: u16, parts: &[&str], gap: Duration) -> String {
     reply
 }
 
+/// A line that arrives in two pieces within the wait is judged whole; only what
+/// has no newline by the deadline is judged as it stands.
+#[test]
+fn agent_judges_a_line_split_across_writes_whole() {
+    let (p, a) = (free_port(), free_port());
+    // Nobody listens on the MySQL port: the answers here come from the request line.
+    let mut c = Conf::new(free_port(), "nobody", &[p]);
+    c.agent = vec![a];
+    let _d = Daemon::start(&c.render(), &[PASSWORD_ENV]);
+    let gap = Duration::from_millis(20);
+    assert_eq!(
+        agent_ask(a, &["prim", "ary lag=x\n"], gap),
+        "down #invalid lag=x\n"
+    );
+    assert_eq!(
+        agent_ask(a, &["repl", "ica ", "max_lag=y\n"], gap),
+        "down #invalid max_lag=y\n"
+    );
+    // No newline before the deadline (~100 ms): what arrived is the line.
+    assert_eq!(agent_ask(a, &["repl"], gap), "down #unknown role repl\n");
+}
+
 /// Before its first round the agent answers a line without a state word, which
 /// HAProxy ignores: a restart of mysqlchk (no socket units) leaves a server UP in a
 /// real HAProxy, where `down #starting` would take it out at once (an agent `down`
