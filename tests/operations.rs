@@ -949,6 +949,102 @@ fn sigusr2_hand_over_with_a_slow_first_round_never_answers_starting() {
     drop(hole);
 }
 
+/// Whether `pid` has a handler for `sig` (the `SigCgt` mask of /proc/PID/status).
+fn catches(pid: u32, sig: libc::c_int) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1u64 << (sig - 1)) != 0)
+}
+
+/// A SIGHUP to the new process while it waits for its first round (a target that
+/// never answers: 4 s) must not kill it: the hand-over completes and the queued
+/// reload happens once it accepts.
+#[test]
+fn sighup_to_the_new_process_during_its_first_round_is_not_fatal() {
+    let hole = Hole::start();
+    let p = free_port();
+    let mut c = Conf::new(hole.port, "nobody", &[p]);
+    c.connect_timeout = "4s";
+    c.stale_after = "10s";
+    let mut d = Daemon::start(&c.render(), &[PASSWORD_ENV]);
+    let old = d.pid();
+    // Listening comes a moment before the handlers (SIGUSR2 would be fatal then).
+    assert!(wait_caught(old, libc::SIGUSR2, Duration::from_secs(10)));
+    d.signal(libc::SIGUSR2);
+    let new = successor(&d, old);
+    d.wait_for_log("using inherited http socket", Duration::from_secs(10));
+    // Its handlers go in right after it starts; without the fix only after the 4 s
+    // round, so do not wait for them longer than that.
+    let early = wait_caught(new.0, libc::SIGHUP, Duration::from_secs(2));
+    eprintln!("SIGHUP handler installed in the new process: {early}");
+    process::send_signal(new.0, libc::SIGHUP);
+
+    let status = d.wait_exit(Duration::from_secs(20)).unwrap_or_else(|| {
+        panic!(
+            "the hand-over did not complete (new process alive: {}):\n{}",
+            process_alive(new.0),
+            d.log()
+        )
+    });
+    assert!(status.success(), "old process exited with {status}");
+    assert!(process_alive(new.0), "the new process died:\n{}", d.log());
+    d.wait_for_log("reloaded ", Duration::from_secs(10));
+    assert!(process_alive(new.0), "the new process died:\n{}", d.log());
+    assert_eq!(http_get(p, "/").0, 503);
+    new.terminate(Duration::from_secs(10));
+    drop(hole);
+}
+
+/// Polls for [`catches`] up to `deadline`; false if it never did.
+fn wait_caught(pid: u32, sig: libc::c_int, deadline: Duration) -> bool {
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        if catches(pid, sig) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// SIGTERM to the old process while the new one is still in its first round: the
+/// hand-over is cancelled, and once the old process has exited nothing is left
+/// running (no process serving under a pid nobody knows).
+#[test]
+fn sigterm_during_a_pending_hand_over_leaves_no_process_behind() {
+    let hole = Hole::start();
+    let p = free_port();
+    let mut c = Conf::new(hole.port, "nobody", &[p]);
+    c.connect_timeout = "4s";
+    c.stale_after = "10s";
+    let mut d = Daemon::start(&c.render(), &[PASSWORD_ENV]);
+    let old = d.pid();
+    assert!(wait_caught(old, libc::SIGUSR2, Duration::from_secs(10)));
+    d.signal(libc::SIGUSR2);
+    let new = successor(&d, old);
+    d.wait_for_log("using inherited http socket", Duration::from_secs(10));
+    d.signal(libc::SIGTERM);
+    let status = d
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("old process still running after SIGTERM:\n{}", d.log()));
+    assert!(status.success(), "old process exited with {status}");
+    // Without the fix the new process completes its round ~4 s later and serves on.
+    wait_until(
+        Duration::from_secs(10),
+        "the new process to be gone",
+        || !process_alive(new.0),
+    );
+    assert!(refused(p), "somebody still listens on {p}:\n{}", d.log());
+    let log = d.log();
+    assert!(log.contains("hand-over cancelled"), "{log}");
+    drop(hole);
+}
+
 // ---------------------------------------------------------------------------------
 // Agent port
 
