@@ -17,7 +17,10 @@
 //!   closed in between (closing a listening socket resets what is queued on it);
 //! - a stop request while the new process has not said it accepts cancels the
 //!   hand-over: the new process is killed and reaped before we stop, so no process
-//!   is left serving under a pid nobody was told about.
+//!   is left serving under a pid nobody was told about;
+//! - only sockets systemd passed by name are pinned (kept whatever the config says); a
+//!   hand-over passes its own bound sockets under a name that matches no listener, so
+//!   the new process keeps them only if its config lists their address.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -42,6 +45,9 @@ use crate::systemd::{classify, inherited, Kind, Notifier};
 const GRACE: Duration = Duration::from_secs(5);
 /// Environment variable naming the descriptor a handed-over child reports on.
 pub const READY_FD_ENV: &str = "MYSQLCHK_READY_FD";
+/// `LISTEN_FDNAMES` entry for a handed-over socket that was not pinned: a name
+/// `classify` does not match, so only its address can keep it.
+const BY_ADDRESS: &str = "by-address";
 
 /// A listening socket, bound or inherited, not yet accepting.
 pub struct Bound {
@@ -107,6 +113,11 @@ pub fn prepare(cfg: &Config, env: &BTreeMap<String, String>) -> Result<Vec<Bound
                     pinned,
                     inherited: true,
                 });
+            }
+            // A hand-over passes what the old config listed; a new config without
+            // that address means it is removed.
+            None if inh.name == BY_ADDRESS => {
+                tracing::info!("handed-over socket {local} is not in the config: closed")
             }
             None => tracing::warn!(
                 "inherited socket {local} (name {:?}) matches no listener in the config: closed",
@@ -297,7 +308,13 @@ impl Daemon {
             }
         };
         let mut fds: Vec<i32> = self.running.iter().map(|r| r.fd).collect();
-        let names: Vec<&str> = self.running.iter().map(|r| r.kind.name()).collect();
+        // Pinned sockets keep the name systemd gave them, so they stay pinned in the
+        // new process; the others must be listed by its config to be kept.
+        let names: Vec<&str> = self
+            .running
+            .iter()
+            .map(|r| if r.pinned { r.kind.name() } else { BY_ADDRESS })
+            .collect();
         let n = fds.len();
         fds.push(write.as_raw_fd());
         let mut cmd = std::process::Command::new(&exe);

@@ -1045,6 +1045,44 @@ fn sigterm_during_a_pending_hand_over_leaves_no_process_behind() {
     drop(hole);
 }
 
+/// A config without one of the addresses, then SIGUSR2: the new process does not
+/// keep that socket (it is not systemd's), neither then nor after a reload.
+#[test]
+fn sigusr2_closes_a_socket_the_new_config_dropped() {
+    let db = MariaDb::shared();
+    let (p, q) = (free_port(), free_port());
+    let user = checker_user(db, p, "");
+    let c = Conf::new(db.port(), &user, &[p, q]);
+    let mut d = Daemon::start(&c.render(), &[PASSWORD_ENV]);
+    wait_status(q, "/", 200, Duration::from_secs(10));
+
+    let mut fewer = c.clone();
+    fewer.http = vec![p];
+    d.write_config(&fewer.render());
+    let old = d.pid();
+    d.signal(libc::SIGUSR2);
+    let status = d
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("old process still running after SIGUSR2:\n{}", d.log()));
+    assert!(status.success(), "{status}");
+    let new = successor(&d, old);
+    assert_eq!(http_get(p, "/"), (200, "health: up\n".into()));
+    wait_until(
+        Duration::from_secs(5),
+        "the dropped address to close",
+        || refused(q),
+    );
+
+    let before = count(&d, "reloaded ");
+    process::send_signal(new.0, libc::SIGHUP);
+    wait_until(Duration::from_secs(5), "a `reloaded` log line", || {
+        count(&d, "reloaded ") > before
+    });
+    assert!(refused(q), "{q} listens again after a reload:\n{}", d.log());
+    assert_eq!(http_get(p, "/"), (200, "health: up\n".into()));
+    new.terminate(Duration::from_secs(10));
+}
+
 // ---------------------------------------------------------------------------------
 // Agent port
 
