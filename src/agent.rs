@@ -4,7 +4,11 @@
 //! HAProxy 2.6 ignores `weight:40%`), `drain`, `maint`, `down #<reason>`, and
 //! `drain down #maintenance: <reason>` for a server in maintenance that is also down.
 //! If HAProxy sends a line first (`agent-send "replica max_lag=20s\n"`), it selects the
-//! role and lag bound; we wait at most ~100 ms for it, then answer the default role.
+//! role and lag bound; we read until its newline for at most ~100 ms, then judge what
+//! arrived (the default role if nothing did).
+//! Until the first round has completed the reply is `#starting`, a line without a state
+//! word: HAProxy applies an agent `down` at once (no `fall`), so a restart must leave
+//! the server's state as it was rather than pull it from the pool.
 //! Invariants: the reply is one line of printable ASCII; reasons are our own phrases.
 
 use std::sync::Arc;
@@ -86,7 +90,8 @@ pub fn line(v: &Verdict, agent: &Agent, hard: Duration) -> String {
             format!("drain down #maintenance: {}\n", reason(&v.reason))
         }
         State::Down => format!("down #{}\n", reason(&v.reason)),
-        State::Starting => "down #starting\n".into(),
+        // No state word: HAProxy keeps the server as it is (see the module header).
+        State::Starting => "#starting\n".into(),
     }
 }
 
@@ -254,7 +259,7 @@ mod tests {
         );
         assert_eq!(
             line(&v(State::Starting, "", false, None), &a, hard),
-            "down #starting\n"
+            "#starting\n"
         );
     }
 }

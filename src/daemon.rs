@@ -9,9 +9,18 @@
 //! - stopping stops accepting first, then gives in-flight requests a bounded grace;
 //! - inherited sockets (systemd, or our own hand-over) are not accepted on until the
 //!   first round completed, so a restart never answers `starting`;
+//! - signal handlers are installed first thing, so a signal during that first-round
+//!   wait is never fatal: SIGTERM/SIGINT stop at once, SIGHUP and SIGUSR2 are queued
+//!   and acted on once we accept;
 //! - on SIGUSR2 the new process gets the listening sockets as `LISTEN_FDS`; the old one
 //!   stops accepting only after the new one says it accepts, and the sockets are never
-//!   closed in between (closing a listening socket resets what is queued on it).
+//!   closed in between (closing a listening socket resets what is queued on it);
+//! - a stop request while the new process has not said it accepts cancels the
+//!   hand-over: the new process is killed and reaped before we stop, so no process
+//!   is left serving under a pid nobody was told about;
+//! - only sockets systemd passed by name are pinned (kept whatever the config says); a
+//!   hand-over passes its own bound sockets under a name that matches no listener, so
+//!   the new process keeps them only if its config lists their address.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,6 +45,9 @@ use crate::systemd::{classify, inherited, Kind, Notifier};
 const GRACE: Duration = Duration::from_secs(5);
 /// Environment variable naming the descriptor a handed-over child reports on.
 pub const READY_FD_ENV: &str = "MYSQLCHK_READY_FD";
+/// `LISTEN_FDNAMES` entry for a handed-over socket that was not pinned: a name
+/// `classify` does not match, so only its address can keep it.
+const BY_ADDRESS: &str = "by-address";
 
 /// A listening socket, bound or inherited, not yet accepting.
 pub struct Bound {
@@ -101,6 +113,11 @@ pub fn prepare(cfg: &Config, env: &BTreeMap<String, String>) -> Result<Vec<Bound
                     pinned,
                     inherited: true,
                 });
+            }
+            // A hand-over passes what the old config listed; a new config without
+            // that address means it is removed.
+            None if inh.name == BY_ADDRESS => {
+                tracing::info!("handed-over socket {local} is not in the config: closed")
             }
             None => tracing::warn!(
                 "inherited socket {local} (name {:?}) matches no listener in the config: closed",
@@ -280,21 +297,28 @@ impl Daemon {
         self.notifier.notify("READY=1");
     }
 
-    /// SIGUSR2: start the (new) binary with our sockets; true once it reported ready.
-    async fn hand_over(&mut self) -> bool {
+    /// SIGUSR2: start the (new) binary with our sockets and wait until it reports
+    /// ready, or a stop request cancels it.
+    async fn hand_over(&mut self, signals: &mut Signals, shutdown: &CancellationToken) -> HandOver {
         let Some(exe) = self.exe.clone() else {
             tracing::error!("hand-over impossible: the path of our executable is unknown");
-            return false;
+            return HandOver::Failed;
         };
         let (read, write) = match crate::sys::pipe() {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!("hand-over impossible: {e}");
-                return false;
+                return HandOver::Failed;
             }
         };
         let mut fds: Vec<i32> = self.running.iter().map(|r| r.fd).collect();
-        let names: Vec<&str> = self.running.iter().map(|r| r.kind.name()).collect();
+        // Pinned sockets keep the name systemd gave them, so they stay pinned in the
+        // new process; the others must be listed by its config to be kept.
+        let names: Vec<&str> = self
+            .running
+            .iter()
+            .map(|r| if r.pinned { r.kind.name() } else { BY_ADDRESS })
+            .collect();
         let n = fds.len();
         fds.push(write.as_raw_fd());
         let mut cmd = std::process::Command::new(&exe);
@@ -308,44 +332,59 @@ impl Daemon {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("hand-over: cannot start {}: {e}", exe.display());
-                return false;
+                return HandOver::Failed;
             }
         };
         drop(write);
+        let pid = child.id();
         tracing::info!(
-            pid = child.id(),
+            pid,
             "hand-over: started {}, waiting for it to accept",
             exe.display()
         );
-        let waited = tokio::time::timeout(
+        let ready = tokio::time::timeout(
             Duration::from_secs(60),
             tokio::task::spawn_blocking(move || read_ready(read)),
-        )
-        .await;
-        match waited {
-            Ok(Ok(true)) => {
-                // The child runs on its own from here (re-parented to init when we
-                // exit); dropping the handle neither waits for nor kills it.
-                drop(child);
-                tracing::info!("hand-over: the new process accepts; stopping this one");
-                true
-            }
-            _ => {
-                // A failed child must neither linger as a zombie nor, if it is still
-                // starting, begin accepting on the shared sockets later.
-                let mut child = child;
-                tokio::task::spawn_blocking(move || {
-                    if matches!(child.try_wait(), Ok(None)) {
-                        let _ = child.kill();
-                    }
-                    let _ = child.wait();
-                });
-                tracing::error!(
-                    "hand-over: the new process did not report ready; keeping this one"
-                );
-                false
-            }
+        );
+        // `biased`: a ready report that raced with the stop request wins, since the
+        // new process then already serves and is the one to keep.
+        let outcome = tokio::select! {
+            biased;
+            waited = ready => match waited {
+                Ok(Ok(true)) => HandOver::Done,
+                _ => HandOver::Failed,
+            },
+            _ = signals.stop() => HandOver::Stopped,
+            _ = shutdown.cancelled() => HandOver::Stopped,
+        };
+        if outcome == HandOver::Done {
+            // The child runs on its own from here (re-parented to init when we exit);
+            // dropping the handle neither waits for nor kills it.
+            drop(child);
+            tracing::info!("hand-over: the new process accepts; stopping this one");
+            return outcome;
         }
+        // A failed or cancelled child must neither linger as a zombie nor, if it is
+        // still starting, begin accepting on the shared sockets later. It has not
+        // accepted anything yet, so killing it loses nothing.
+        let mut child = child;
+        let reaped = tokio::task::spawn_blocking(move || {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        });
+        if outcome == HandOver::Stopped {
+            // Stop only once it is gone: otherwise it could outlive us, serving.
+            let _ = tokio::time::timeout(Duration::from_secs(5), reaped).await;
+            tracing::info!(
+                pid,
+                "hand-over cancelled by a stop request: new process killed"
+            );
+        } else {
+            tracing::error!("hand-over: the new process did not report ready; keeping this one");
+        }
+        outcome
     }
 
     async fn stop(mut self) {
@@ -363,6 +402,46 @@ impl Daemon {
             .is_err()
         {
             tracing::warn!("grace period over: closing the remaining connections");
+        }
+    }
+}
+
+/// How a hand-over ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HandOver {
+    /// The new process accepts: stop this one.
+    Done,
+    /// It failed or did not report in time (and is gone): keep serving.
+    Failed,
+    /// A stop request arrived first; the new process was killed: stop.
+    Stopped,
+}
+
+/// The signals we act on, installed before anything waits (until then a SIGHUP or
+/// SIGUSR2 would terminate the process: their default action).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+
+    /// SIGTERM or SIGINT.
+    async fn stop(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }
@@ -396,6 +475,13 @@ pub async fn run(
     env: BTreeMap<String, String>,
     shutdown: CancellationToken,
 ) {
+    let mut signals = match Signals::install() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            None
+        }
+    };
     let config = Arc::new(ArcSwap::from_pointee(cfg));
     let shared = Arc::new(Shared::new());
     let metrics = Arc::new(Metrics::new());
@@ -422,10 +508,27 @@ pub async fn run(
     };
 
     // A restart (inherited sockets) must not answer `starting`: complete one round
-    // first; connections meanwhile wait in the kernel's queue.
+    // first; connections meanwhile wait in the kernel's queue. A stop request ends the
+    // wait (a hand-over's parent then keeps serving: we never report ready); SIGHUP and
+    // SIGUSR2 stay queued for the control loop.
     let inherited_any = listeners.iter().any(|b| b.inherited);
-    if inherited_any && !d.first_round().await {
-        tracing::warn!("first round still running: accepting anyway");
+    if inherited_any {
+        let stopped = tokio::select! {
+            done = d.first_round() => {
+                if !done {
+                    tracing::warn!("first round still running: accepting anyway");
+                }
+                false
+            }
+            _ = stop_requested(&mut signals) => true,
+            _ = shutdown.cancelled() => true,
+        };
+        if stopped {
+            tracing::info!("stopped before the first round completed");
+            shutdown.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), checker).await;
+            return;
+        }
     }
     for b in listeners {
         d.start_loop(b);
@@ -460,7 +563,7 @@ pub async fn run(
         });
     }
 
-    control(&mut d, &shutdown).await;
+    control(&mut d, signals, &shutdown).await;
     shutdown.cancel();
     d.stop().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), checker).await;
@@ -470,34 +573,28 @@ pub async fn run(
     tracing::info!("stopped");
 }
 
+/// SIGTERM or SIGINT; never, without signal handlers.
+async fn stop_requested(signals: &mut Option<Signals>) {
+    match signals {
+        Some(s) => s.stop().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Signals → events, until a stop.
-async fn control(d: &mut Daemon, shutdown: &CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr2)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-        signal(SignalKind::user_defined2()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
+async fn control(d: &mut Daemon, signals: Option<Signals>, shutdown: &CancellationToken) {
+    let Some(mut signals) = signals else {
         shutdown.cancelled().await;
         return;
     };
     loop {
         tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
+            _ = signals.term.recv() => return,
+            _ = signals.int.recv() => return,
             _ = shutdown.cancelled() => return,
-            _ = hup.recv() => d.reload(),
-            _ = usr2.recv() => {
-                // A stop request during the hand-over wins: the new process, if it
-                // comes up, serves on the sockets it already holds.
-                let handed = tokio::select! {
-                    h = d.hand_over() => h,
-                    _ = term.recv() => true,
-                    _ = int.recv() => true,
-                };
-                if handed {
+            _ = signals.hup.recv() => d.reload(),
+            _ = signals.usr2.recv() => {
+                if d.hand_over(&mut signals, shutdown).await != HandOver::Failed {
                     return;
                 }
             }

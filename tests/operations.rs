@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::daemon::BIN;
 use common::process::{self, run_with_timeout};
 use common::{
-    free_port, http_get, parse_http_response, process_alive, wait_until, Daemon, MariaDb,
+    free_port, http_get, parse_http_response, process_alive, wait_until, Daemon, Haproxy, MariaDb,
 };
 
 const PASSWORD: &str = "chk-Pa55word-ops";
@@ -946,6 +946,241 @@ fn sigusr2_hand_over_with_a_slow_first_round_never_answers_starting() {
         "the old process left before the new one could have finished a round: {took:?}"
     );
     new.terminate(Duration::from_secs(10));
+    drop(hole);
+}
+
+/// Whether `pid` has a handler for `sig` (the `SigCgt` mask of /proc/PID/status).
+fn catches(pid: u32, sig: libc::c_int) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1u64 << (sig - 1)) != 0)
+}
+
+/// A SIGHUP to the new process while it waits for its first round (a target that
+/// never answers: 4 s) must not kill it: the hand-over completes and the queued
+/// reload happens once it accepts.
+#[test]
+fn sighup_to_the_new_process_during_its_first_round_is_not_fatal() {
+    let hole = Hole::start();
+    let p = free_port();
+    let mut c = Conf::new(hole.port, "nobody", &[p]);
+    c.connect_timeout = "4s";
+    c.stale_after = "10s";
+    let mut d = Daemon::start(&c.render(), &[PASSWORD_ENV]);
+    let old = d.pid();
+    // Listening comes a moment before the handlers (SIGUSR2 would be fatal then).
+    assert!(wait_caught(old, libc::SIGUSR2, Duration::from_secs(10)));
+    d.signal(libc::SIGUSR2);
+    let new = successor(&d, old);
+    d.wait_for_log("using inherited http socket", Duration::from_secs(10));
+    // Its handlers go in right after it starts; without the fix only after the 4 s
+    // round, so do not wait for them longer than that.
+    let early = wait_caught(new.0, libc::SIGHUP, Duration::from_secs(2));
+    eprintln!("SIGHUP handler installed in the new process: {early}");
+    process::send_signal(new.0, libc::SIGHUP);
+
+    let status = d.wait_exit(Duration::from_secs(20)).unwrap_or_else(|| {
+        panic!(
+            "the hand-over did not complete (new process alive: {}):\n{}",
+            process_alive(new.0),
+            d.log()
+        )
+    });
+    assert!(status.success(), "old process exited with {status}");
+    assert!(process_alive(new.0), "the new process died:\n{}", d.log());
+    d.wait_for_log("reloaded ", Duration::from_secs(10));
+    assert!(process_alive(new.0), "the new process died:\n{}", d.log());
+    assert_eq!(http_get(p, "/").0, 503);
+    new.terminate(Duration::from_secs(10));
+    drop(hole);
+}
+
+/// Polls for [`catches`] up to `deadline`; false if it never did.
+fn wait_caught(pid: u32, sig: libc::c_int, deadline: Duration) -> bool {
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        if catches(pid, sig) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// SIGTERM to the old process while the new one is still in its first round: the
+/// hand-over is cancelled, and once the old process has exited nothing is left
+/// running (no process serving under a pid nobody knows).
+#[test]
+fn sigterm_during_a_pending_hand_over_leaves_no_process_behind() {
+    let hole = Hole::start();
+    let p = free_port();
+    let mut c = Conf::new(hole.port, "nobody", &[p]);
+    c.connect_timeout = "4s";
+    c.stale_after = "10s";
+    let mut d = Daemon::start(&c.render(), &[PASSWORD_ENV]);
+    let old = d.pid();
+    assert!(wait_caught(old, libc::SIGUSR2, Duration::from_secs(10)));
+    d.signal(libc::SIGUSR2);
+    let new = successor(&d, old);
+    d.wait_for_log("using inherited http socket", Duration::from_secs(10));
+    d.signal(libc::SIGTERM);
+    let status = d
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("old process still running after SIGTERM:\n{}", d.log()));
+    assert!(status.success(), "old process exited with {status}");
+    // Without the fix the new process completes its round ~4 s later and serves on.
+    wait_until(
+        Duration::from_secs(10),
+        "the new process to be gone",
+        || !process_alive(new.0),
+    );
+    assert!(refused(p), "somebody still listens on {p}:\n{}", d.log());
+    let log = d.log();
+    assert!(log.contains("hand-over cancelled"), "{log}");
+    drop(hole);
+}
+
+/// A config without one of the addresses, then SIGUSR2: the new process does not
+/// keep that socket (it is not systemd's), neither then nor after a reload.
+#[test]
+fn sigusr2_closes_a_socket_the_new_config_dropped() {
+    let db = MariaDb::shared();
+    let (p, q) = (free_port(), free_port());
+    let user = checker_user(db, p, "");
+    let c = Conf::new(db.port(), &user, &[p, q]);
+    let mut d = Daemon::start(&c.render(), &[PASSWORD_ENV]);
+    wait_status(q, "/", 200, Duration::from_secs(10));
+
+    let mut fewer = c.clone();
+    fewer.http = vec![p];
+    d.write_config(&fewer.render());
+    let old = d.pid();
+    d.signal(libc::SIGUSR2);
+    let status = d
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("old process still running after SIGUSR2:\n{}", d.log()));
+    assert!(status.success(), "{status}");
+    let new = successor(&d, old);
+    assert_eq!(http_get(p, "/"), (200, "health: up\n".into()));
+    wait_until(
+        Duration::from_secs(5),
+        "the dropped address to close",
+        || refused(q),
+    );
+
+    let before = count(&d, "reloaded ");
+    process::send_signal(new.0, libc::SIGHUP);
+    wait_until(Duration::from_secs(5), "a `reloaded` log line", || {
+        count(&d, "reloaded ") > before
+    });
+    assert!(refused(q), "{q} listens again after a reload:\n{}", d.log());
+    assert_eq!(http_get(p, "/"), (200, "health: up\n".into()));
+    new.terminate(Duration::from_secs(10));
+}
+
+// ---------------------------------------------------------------------------------
+// Agent port
+
+/// One agent connection: sends `parts` with `gap` between them, returns the reply.
+fn agent_ask(port: u16, parts: &[&str], gap: Duration) -> String {
+    let mut s = TcpStream::connect(addr(port)).expect("agent port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            thread::sleep(gap);
+        }
+        s.write_all(part.as_bytes())
+            .expect("write to the agent port");
+    }
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply
+}
+
+/// A line that arrives in two pieces within the wait is judged whole; only what
+/// has no newline by the deadline is judged as it stands.
+#[test]
+fn agent_judges_a_line_split_across_writes_whole() {
+    let (p, a) = (free_port(), free_port());
+    // Nobody listens on the MySQL port: the answers here come from the request line.
+    let mut c = Conf::new(free_port(), "nobody", &[p]);
+    c.agent = vec![a];
+    let _d = Daemon::start(&c.render(), &[PASSWORD_ENV]);
+    let gap = Duration::from_millis(20);
+    assert_eq!(
+        agent_ask(a, &["prim", "ary lag=x\n"], gap),
+        "down #invalid lag=x\n"
+    );
+    assert_eq!(
+        agent_ask(a, &["repl", "ica ", "max_lag=y\n"], gap),
+        "down #invalid max_lag=y\n"
+    );
+    // No newline before the deadline (~100 ms): what arrived is the line.
+    assert_eq!(agent_ask(a, &["repl"], gap), "down #unknown role repl\n");
+}
+
+/// Before its first round the agent answers a line without a state word, which
+/// HAProxy ignores: a restart of mysqlchk (no socket units) leaves a server UP in a
+/// real HAProxy, where `down #starting` would take it out at once (an agent `down`
+/// skips `fall`). The HTTP port still answers `503 starting`.
+#[test]
+fn agent_restart_keeps_the_server_up_in_haproxy() {
+    let db = MariaDb::shared();
+    let (p, a) = (free_port(), free_port());
+    let user = checker_user(db, p, "");
+    let mut c = Conf::new(db.port(), &user, &[p]);
+    c.agent = vec![a];
+    let mut d = Daemon::start(&c.render(), &[PASSWORD_ENV]);
+    wait_status(p, "/", 200, Duration::from_secs(10));
+    let front = free_port();
+    let hap = Haproxy::start(&format!(
+        "listen mysql-read\n\
+         \x20   bind 127.0.0.1:{front}\n\
+         \x20   option httpchk\n\
+         \x20   server db1 127.0.0.1:{db} check port {p} inter 2s fall 3 rise 1 \
+         agent-check agent-port {a} agent-inter 200ms\n",
+        db = db.port()
+    ));
+    hap.wait_for_checked_state("mysql-read", "db1", "UP", Duration::from_secs(10));
+    wait_until(Duration::from_secs(5), "an agent check", || {
+        hap.stat_field("mysql-read", "db1", "agent_status")
+            .is_some_and(|s| s.contains("L7OK"))
+    });
+
+    // The restart: the new daemon's first round lasts 4 s (a target that never answers).
+    d.terminate(Duration::from_secs(10));
+    let hole = Hole::start();
+    let mut slow = c.clone();
+    slow.db_port = hole.port;
+    slow.connect_timeout = "4s";
+    slow.stale_after = "10s";
+    let restarted = Instant::now();
+    let _d2 = Daemon::start(&slow.render(), &[PASSWORD_ENV]);
+    assert_eq!(agent_ask(a, &[], Duration::ZERO), "#starting\n");
+    assert_eq!(http_get(p, "/"), (503, "health: starting\n".into()));
+    // Seven agent checks or so, all answered `#starting`: the server stays UP (the
+    // HTTP check's one `503 starting` only counts towards `fall`: `UP 2/3`).
+    let mut states = BTreeSet::new();
+    while restarted.elapsed() < Duration::from_millis(1800) {
+        states.insert(hap.server_state("mysql-read", "db1"));
+        thread::sleep(Duration::from_millis(100));
+    }
+    let last_agent = hap.stat_field("mysql-read", "db1", "last_agt");
+    eprintln!("states while starting: {states:?}; last agent reply {last_agent:?}");
+    assert!(
+        restarted.elapsed() < Duration::from_secs(4),
+        "the observation outlasted the first round"
+    );
+    assert!(
+        states.iter().all(|s| s.starts_with("UP")),
+        "states while starting: {states:?}\nhaproxy log:\n{}",
+        hap.log()
+    );
     drop(hole);
 }
 
