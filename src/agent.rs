@@ -44,6 +44,11 @@ pub fn parse_ask(line: &str, default: Role) -> Result<Ask, String> {
     for w in words {
         let (k, v) = w.split_once('=').unwrap_or((w, ""));
         match k {
+            // Given twice, "last wins" would hide a typo in a template: refuse it, as
+            // the HTTP port does.
+            "max_lag" | "lag" if max_lag.is_some() => {
+                return Err("max_lag given twice (lag and max_lag are the same bound)".into())
+            }
             "max_lag" | "lag" => {
                 max_lag = Some(parse_duration(v).ok_or_else(|| format!("invalid {}", clean(w)))?)
             }
@@ -213,6 +218,8 @@ mod tests {
             Err("unknown role bogus".into())
         );
         assert!(parse_ask("replica max_lag=x", Role::Health).is_err());
+        assert!(parse_ask("replica lag=5 max_lag=10", Role::Health).is_err());
+        assert!(parse_ask("replica lag=5 lag=5", Role::Health).is_err());
     }
 
     #[test]
