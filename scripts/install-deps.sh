@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(mariadb-server mariadb-client galera-4 rsync haproxy curl ca-certificates
           prometheus monitoring-plugins-basic systemd xinetd wrk socat openssl
-          python3 python3-venv python3-pip)
+          python3 python3-venv python3-pip debootstrap)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -29,3 +29,8 @@ command -v cargo >/dev/null || {
 # The MySQL 8 / Group Replication shapes are tested against a protocol-level
 # emulator (mysql-mimic from PyPI) in a venv of the repository.
 bash "$(dirname "$0")/setup-mysql-mimic.sh"
+# Debian 13 (MariaDB 11.8, HAProxy 3.0) for tests/trixie.rs: a chroot built once and
+# cached outside the repository (never trixie in this host's apt sources).
+trixie_start=$(date +%s)
+bash "$(dirname "$0")/trixie-chroot.sh"
+echo "install-deps: Debian 13 chroot step took $(( $(date +%s) - trixie_start ))s"

@@ -1,5 +1,6 @@
 //! Throw-away HAProxy instances (the system `haproxy` binary, in the
-//! foreground) with an admin socket to read server states from.
+//! foreground; or the Debian 13 chroot's, see [`Haproxy::adopt`]) with an
+//! admin socket to read server states from.
 
 use super::process;
 use std::collections::BTreeMap;
@@ -55,6 +56,34 @@ impl Haproxy {
             .stderr(stderr);
         let child =
             process::spawn_guarded(cmd).unwrap_or_else(|e| panic!("cannot spawn haproxy: {e}"));
+        let mut hap = Haproxy {
+            dir,
+            child: Some(child),
+        };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = hap.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                hap.child = None;
+                panic!("haproxy exited during startup ({status}):\n{}", hap.log());
+            }
+            if hap.try_admin("show info").is_ok() {
+                return hap;
+            }
+            if start.elapsed() >= Duration::from_secs(15) {
+                panic!(
+                    "haproxy admin socket not answering after 15 s:\n{}",
+                    hap.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Takes over a `haproxy -db` started elsewhere (the Debian 13 chroot's,
+    /// see `trixie.rs`) whose admin socket is `<dir>/admin.sock` and whose
+    /// output goes to `<dir>/stdout.log` and `<dir>/stderr.log`; waits until
+    /// the socket answers, as [`Haproxy::start`] does.
+    pub fn adopt(dir: TempDir, child: Child) -> Haproxy {
         let mut hap = Haproxy {
             dir,
             child: Some(child),

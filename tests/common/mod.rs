@@ -1,5 +1,6 @@
 //! Fixtures for the integration tests: throw-away MariaDB servers (and
-//! replica pairs), HAProxy instances, and the `mysqlchk` daemon itself.
+//! replica pairs), HAProxy instances, and the `mysqlchk` daemon itself; in
+//! `trixie`, MariaDB 11.8 and HAProxy 3.0 from a Debian 13 chroot.
 //!
 //! Every child process is spawned so that it gets SIGKILL when the test
 //! binary exits (see [`process::spawn_guarded`]), every fixture reaps its own
@@ -12,6 +13,7 @@ pub mod galera;
 pub mod haproxy;
 pub mod mariadb;
 pub mod process;
+pub mod trixie;
 
 // Each test binary uses a subset of the fixtures.
 #[allow(unused_imports)]
