@@ -9,6 +9,10 @@
 //! - **`on-marked-down shutdown-sessions`** on the writer: sessions to a server marked
 //!   down are cut, so clients of a demoted or stuck primary reconnect to the new one
 //!   (not on the readers: a read in flight on a replica that fell behind may finish);
+//! - **`http-check disable-on-404` on both listeners**: maintenance answers 404, which
+//!   puts the server in NOLB (no new connections, open ones finish) instead of marking it
+//!   down, so maintenance on the writer does not fire `shutdown-sessions`; a real failure
+//!   (503) still marks it down;
 //! - **read listener, `balance leastconn`** checking `/replica?lag=<hard bound>` with
 //!   `http-check disable-on-404` (maintenance drains gracefully) and, with an agent
 //!   port, agent-check weights for the soft lag range;
@@ -202,7 +206,7 @@ pub fn render(o: &Options) -> String {
     // Write listener.
     let _ = writeln!(
         s,
-        "\nlisten mysql-write\n    bind {}:{}\n    # one writer, even when two servers pass /primary during a switchover\n    balance first\n    option httpchk\n    http-check send meth GET uri /primary",
+        "\nlisten mysql-write\n    bind {}:{}\n    # one writer, even when two servers pass /primary during a switchover\n    balance first\n    option httpchk\n    http-check send meth GET uri /primary\n    # maintenance answers 404: drain (open write sessions finish), not DOWN (which\n    # would cut them: on-marked-down shutdown-sessions)\n    http-check disable-on-404",
         o.bind, o.write_port
     );
     for srv in &o.servers {
@@ -351,6 +355,32 @@ mod tests {
             assert!(c.contains(needle), "missing {needle:?} in\n{c}");
         }
         assert!(!c.contains("mysql-read-fallback"));
+    }
+
+    /// Maintenance answers 404: on the writer it must drain (NOLB), not count as a
+    /// failed check, or `on-marked-down shutdown-sessions` cuts every write session.
+    #[test]
+    fn every_listener_drains_on_404() {
+        for t in [
+            Topology::Replication,
+            Topology::Galera,
+            Topology::GroupReplication,
+        ] {
+            let mut o = opts(t);
+            o.read_fallback = true;
+            let c = render(&o);
+            for section in c.split("\n\n").filter(|p| p.contains("option httpchk")) {
+                assert!(
+                    section.contains("\n    http-check disable-on-404"),
+                    "no disable-on-404 in\n{section}"
+                );
+            }
+            let write = c
+                .split("\n\n")
+                .find(|p| p.starts_with("listen mysql-write"))
+                .expect("write listener");
+            assert!(write.contains("disable-on-404"), "{write}");
+        }
     }
 
     #[test]

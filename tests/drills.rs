@@ -14,7 +14,10 @@
 //!    the demoted primary is cut, and no two servers take writes in the same
 //!    second;
 //! 5. HAProxy graceful reload (`-sf`, server state dumped and loaded): no failed
-//!    query, no server flapping.
+//!    query, no server flapping;
+//! 6. maintenance on the writer: it drains (NOLB) instead of going DOWN, so a
+//!    transaction held open through the write listener still commits, and no new
+//!    write connection reaches it.
 //!
 //! **How the generated configuration is used.** `mysqlchk haproxy-config` is run
 //! as an operator would (`--servers db1=127.0.0.1:P1,... --bind 127.0.0.1
@@ -37,11 +40,14 @@
 //! `default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2` plus one
 //! mysqlchk interval and [`SLACK`] for a loaded 2-core machine.
 //!
-//! Drills 1, 3 and 5 only drain, delay and reload, so they share one primary
+//! Drills 1, 3, 5 and 6 only drain, delay and reload, so they share one primary
 //! with two replicas (serialised by a mutex, each putting the set back to
 //! normal first); drills 2 and 4 kill or promote servers and get their own.
 //!
-//! Two drills guard findings they once exposed: drill 3 that agent percentages
+//! Three drills guard findings they once exposed: drill 6 that maintenance on the
+//! writer drains it (without `http-check disable-on-404` on the write listener the
+//! 404 counted as a failed check, the writer went DOWN and `on-marked-down
+//! shutdown-sessions` cut the held transaction); drill 3 that agent percentages
 //! scale a real weight (the generator sets `weight 100`; with HAProxy's default 1,
 //! `up ready 55%` became weight 0), drill 5 that the README's reload procedure
 //! validates with plain `haproxy -c` (`-dW -c` always fails once a dumped state is
@@ -271,7 +277,7 @@ impl Cluster {
     }
 }
 
-/// The primary with two replicas shared by drills 1, 3 and 5 (one at a time).
+/// The primary with two replicas shared by drills 1, 3, 5 and 6 (one at a time).
 fn shared_set() -> MutexGuard<'static, Cluster> {
     static SET: OnceLock<Mutex<Cluster>> = OnceLock::new();
     let guard = SET
@@ -1436,4 +1442,151 @@ fn drill_5_haproxy_graceful_reload() {
     );
     assert_eq!(r.failed, 0, "failed reads: {:?}", r.first_errors);
     assert_eq!(w.failed, 0, "failed writes: {:?}", w.first_errors);
+}
+
+// ---------------------------------------------------------------------------
+// Drill 6
+
+/// `drill.w.sid` of the rows written by drill 6's held transaction.
+const HELD_SID: u32 = 777_001;
+
+#[test]
+fn drill_6_maintenance_on_the_writer() {
+    let set = shared_set();
+    let db1 = set.primary();
+    let nodes: Vec<&Node> = set.nodes.iter().collect();
+    let g = generated_config(&nodes);
+    let hap = Haproxy::start(&g.body);
+    let sock = hap.admin_socket();
+    wait_checked(
+        &sock,
+        &[
+            ("mysql-write", "db1", "UP"),
+            ("mysql-write", "db2", "DOWN"),
+            ("mysql-write", "db3", "DOWN"),
+        ],
+        Duration::from_secs(15),
+    );
+    let sid1 = db1.db.server_id();
+    let writes = ClientLoop::start(g.write, Work::Write, PACE);
+    writes.wait_for_value(
+        Instant::now(),
+        sid1,
+        Duration::from_secs(10),
+        "writes on db1",
+    );
+
+    // A session opened before the maintenance, through the write listener, in the
+    // middle of a transaction.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut held = rt
+        .block_on(async {
+            tokio::time::timeout(QUERY_TIMEOUT, mysql_async::Conn::new(app_opts(g.write))).await
+        })
+        .expect("connect timed out")
+        .expect("held connection through the write listener");
+    let mut held_query = |sql: &str| -> Result<(), String> {
+        let sql = sql.to_string();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), held.query_drop(sql)).await
+        })
+        .map_err(|_| "hung".to_string())?
+        .map_err(|e| e.to_string())
+    };
+    held_query("BEGIN").expect("BEGIN on the held session");
+    held_query(&format!(
+        "INSERT INTO drill.w (sid, at) VALUES ({}, NOW(6))",
+        HELD_SID
+    ))
+    .expect("insert on the held session");
+
+    let on_at = Instant::now();
+    let out = db1.maintenance(&["on", "--reason", "drill writer"]);
+    assert!(out.contains("confirmed by the running daemon"), "{out}");
+    // Drained (the fix), or marked down (404 counted as a failed check).
+    let left_at = wait_status(
+        &sock,
+        "mysql-write",
+        "db1",
+        INTER * FALL + INTERVAL + SLACK,
+        "NOLB/DRAIN or DOWN",
+        |s| s == "NOLB" || s == "DRAIN" || is_down(s),
+    );
+    let left_state = status(&sock, "mysql-write", "db1");
+    // Stay in maintenance for longer than it takes to mark a failing server down
+    // (fall checks, at inter then fastinter), watching the state.
+    let watch = INTER + FASTINTER * FALL + SLACK;
+    let mut seen = BTreeSet::new();
+    while left_at.elapsed() < watch {
+        seen.insert(status(&sock, "mysql-write", "db1"));
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The transaction opened before the maintenance still finishes.
+    let held_insert = held_query(&format!(
+        "INSERT INTO drill.w (sid, at) VALUES ({}, NOW(6))",
+        HELD_SID
+    ));
+    let held_commit = held_insert.clone().and_then(|()| held_query("COMMIT"));
+    let committed: usize = db1
+        .db
+        .sql(&format!(
+            "SELECT COUNT(*) FROM drill.w WHERE sid = {}",
+            HELD_SID
+        ))
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    rt.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_millis(500), held.disconnect()).await;
+    });
+
+    // New write connections after the drain: none on db1 (here no other server
+    // passes /primary, so they fail until a switchover or maintenance off).
+    let margin = left_at + Duration::from_millis(100);
+    writes.wait_for_count(margin, 10, Duration::from_secs(15));
+    let off_at = Instant::now();
+    let out = db1.maintenance(&["off"]);
+    assert!(out.contains("confirmed by the running daemon"), "{out}");
+    let up_at = wait_status(
+        &sock,
+        "mysql-write",
+        "db1",
+        DOWNINTER + FASTINTER * RISE + INTERVAL + SLACK,
+        "UP",
+        |s| s == "UP",
+    );
+    let back_at = writes.wait_for_value(up_at, sid1, Duration::from_secs(10), "writes again");
+    let all = writes.finish();
+    let during: Vec<&Outcome> = all
+        .iter()
+        .filter(|o| o.start > margin && o.start < off_at)
+        .collect();
+    let during_on_db1 = during.iter().filter(|o| o.result == Ok(sid1)).count();
+    eprintln!(
+        "DRILL writer-maintenance: {left_state} {} after `maintenance on` (states seen over the next {}: {seen:?}); \
+         transaction held open across it: insert {held_insert:?}, commit {held_commit:?}, {committed} rows committed; \
+         {during_on_db1} of {} new write connections during maintenance reached db1 ({} failed: no other writer); \
+         UP {} after `off`, writes on db1 again {} after `off`",
+        secs(left_at - on_at),
+        secs(watch),
+        during.len(),
+        during.iter().filter(|o| o.result.is_err()).count(),
+        secs(up_at - off_at),
+        secs(back_at.saturating_duration_since(off_at)),
+    );
+    assert!(
+        !is_down(&left_state) && !seen.iter().any(|s| is_down(s)),
+        "the writer in maintenance was marked DOWN ({left_state}, then {seen:?}): \
+         on-marked-down shutdown-sessions cuts its sessions"
+    );
+    assert_eq!(held_insert, Ok(()), "the held session after maintenance on");
+    assert_eq!(held_commit, Ok(()), "COMMIT on the held session");
+    assert_eq!(committed, 2, "rows of the held transaction");
+    assert_eq!(
+        during_on_db1, 0,
+        "new write connections reached the drained writer"
+    );
 }
