@@ -124,13 +124,13 @@ echo 1 >"$DIR/server-state"
     cat <<EOT
 global
     log stdout format raw local0
-    stats socket $DIR/haproxy.sock mode 600 level admin
 
 EOT
     # The configuration the product generates, with each server's own mysqlchk ports.
     "$BIN" haproxy-config --bind 127.0.0.1 --write-port $W_PORT --read-port $R_PORT \
         --servers "primary=127.0.0.1:$P_SQL@$P_CHK/$P_AGENT,replica=127.0.0.1:$R_SQL@$R_CHK/$R_AGENT" \
-        --read-fallback --max-lag 30s --stats 127.0.0.1:$STATS --state-file "$DIR/server-state"
+        --read-fallback --max-lag 30s --stats 127.0.0.1:$STATS --state-file "$DIR/server-state" \
+        --stats-socket "$DIR/haproxy.sock"
 } >"$DIR/haproxy.cfg"
 haproxy -dW -c -f "$DIR/haproxy.cfg" >/dev/null
 haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &

@@ -13,8 +13,8 @@
 //! 4. switchover in the safe order: the write listener follows, a session to
 //!    the demoted primary is cut, and no two servers take writes in the same
 //!    second;
-//! 5. HAProxy graceful reload (`-sf`, server state dumped and loaded): no failed
-//!    query, no server flapping;
+//! 5. HAProxy seamless reload ×15 (server state dumped and loaded, `-x <admin
+//!    socket> -sf`) under four client loops: no failed query, no server flapping;
 //! 6. maintenance on the writer: it drains (NOLB) instead of going DOWN, so a
 //!    transaction held open through the write listener still commits, and no new
 //!    write connection reaches it.
@@ -22,13 +22,14 @@
 //! **How the generated configuration is used.** `mysqlchk haproxy-config` is run
 //! as an operator would (`--servers db1=127.0.0.1:P1,... --bind 127.0.0.1
 //! --write-port W --read-port R --check-port 9200 --agent-port 9201 --max-lag 6s
-//! --state-file <tmp>/server-state`). Its output assumes one mysqlchk port shared
-//! by every host; here the servers share one host, so each daemon has its own
+//! --state-file <tmp>/server-state --stats-socket <tmp>/admin.sock`). Its output
+//! assumes one mysqlchk port shared by every host; here the servers share one host, so each daemon has its own
 //! ports: on every `server <name> ...` line the value after `check port` and the
 //! value after `agent-port` are replaced by that server's daemon ports (nothing
 //! else is touched; a server line without the check-port placeholder, or with
 //! another value than the placeholders, fails the drill). The
-//! generator's `global` section (`server-state-file`) and its `defaults mysql`
+//! generator's `global` section (`server-state-file`, its own admin socket with
+//! `expose-fd listeners`, which drill 5 reloads through) and its `defaults mysql`
 //! section are kept verbatim after the fixture's own `global`/`defaults` preamble
 //! (admin socket, `log stdout`): HAProxy merges repeated `global` sections, and
 //! the named `defaults mysql`, coming last, is the one the generated listeners
@@ -51,7 +52,8 @@
 //! scale a real weight (the generator sets `weight 100`; with HAProxy's default 1,
 //! `up ready 55%` became weight 0), drill 5 that the README's reload procedure
 //! validates with plain `haproxy -c` (`-dW -c` always fails once a dumped state is
-//! loaded).
+//! loaded) and passes `-x` (with `-sf` alone, 1 of 15 reloads under four client
+//! loops failed a query: the listening socket was closed for a moment).
 
 mod common;
 
@@ -104,6 +106,10 @@ const AGENT_PORT_PLACEHOLDER: u16 = 9201;
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between two client queries (keeps four loops affordable on 2 cores).
 const PACE: Duration = Duration::from_millis(20);
+/// How long drill 5 stalls the old HAProxy (SIGSTOP) on every other reload.
+const STALL: Duration = Duration::from_millis(300);
+/// Pause between two bare connects ([`Work::Greeting`]).
+const CONNECT_PACE: Duration = Duration::from_millis(2);
 
 // ---------------------------------------------------------------------------
 // Servers and daemons
@@ -306,12 +312,15 @@ struct Generated {
     read: u16,
     _state_dir: TempDir,
     state_file: PathBuf,
+    /// The generated `stats socket … expose-fd listeners` (`--stats-socket`).
+    admin_socket: PathBuf,
 }
 
 fn generated_config(nodes: &[&Node]) -> Generated {
     let state_dir = process::fixture_tempdir("drill-state");
     let state_file = state_dir.path().join("server-state");
     fs::write(&state_file, "1\n").expect("cannot write the server-state file");
+    let admin_socket = state_dir.path().join("admin.sock");
     let (write, read) = (free_port(), free_port());
     let servers: Vec<String> = nodes
         .iter()
@@ -326,7 +335,9 @@ fn generated_config(nodes: &[&Node]) -> Generated {
         .args(["--agent-port", &AGENT_PORT_PLACEHOLDER.to_string()])
         .args(["--max-lag", &format!("{MAX_LAG_S}s")])
         .arg("--state-file")
-        .arg(&state_file);
+        .arg(&state_file)
+        .arg("--stats-socket")
+        .arg(&admin_socket);
     let out = process::run_with_timeout(cmd, Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("mysqlchk haproxy-config: {e}"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -347,6 +358,7 @@ fn generated_config(nodes: &[&Node]) -> Generated {
         read,
         _state_dir: state_dir,
         state_file,
+        admin_socket,
     }
 }
 
@@ -522,6 +534,10 @@ enum Work {
     Port,
     /// `SELECT @@server_id`, then insert it with `NOW(6)` into `drill.w`.
     Write,
+    /// A bare TCP connect that reads the server's greeting packet and closes
+    /// (no login): cheap enough to run back to back, so a moment with the
+    /// listening port closed is hit; the value is the greeting's length.
+    Greeting,
 }
 
 #[derive(Clone, Debug)]
@@ -545,14 +561,34 @@ fn app_opts(port: u16) -> mysql_async::Opts {
         .into()
 }
 
+/// The first packet a MySQL server sends on `port` (through HAProxy: from the
+/// server it picked); its payload length.
+async fn greeting(port: u16) -> Result<u32, String> {
+    use tokio::io::AsyncReadExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header)
+        .await
+        .map_err(|e| format!("greeting: {e}"))?;
+    Ok(u32::from_le_bytes([header[0], header[1], header[2], 0]))
+}
+
 /// One fresh connection doing `work`, under [`QUERY_TIMEOUT`].
 async fn one_query(opts: mysql_async::Opts, work: Work) -> Result<u32, String> {
+    if let Work::Greeting = work {
+        return tokio::time::timeout(QUERY_TIMEOUT, greeting(opts.tcp_port()))
+            .await
+            .unwrap_or_else(|_| Err(format!("timed out after {QUERY_TIMEOUT:?}")));
+    }
     let attempt = async {
         let mut conn = mysql_async::Conn::new(opts)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let result = match work {
             Work::Port => conn.query_first::<u32, _>("SELECT @@port").await,
+            Work::Greeting => unreachable!("handled above"),
             Work::Write => match conn.query_first::<u32, _>("SELECT @@server_id").await {
                 Ok(Some(sid)) => conn
                     .query_drop(format!(
@@ -1275,15 +1311,18 @@ fn drill_4_switchover_in_the_safe_order() {
 // ---------------------------------------------------------------------------
 // Drill 5
 
-/// A `haproxy -db` process we start ourselves (the fixture cannot reload).
-fn spawn_haproxy(dir: &Path, cfg: &Path, tag: &str, soft_stop: Option<u32>) -> Child {
+/// A `haproxy -db` process we start ourselves (the fixture runs just one); with
+/// `reload_from = (old pid, admin socket)`, the README's seamless reload: `-x
+/// <socket>` takes the listening sockets over from the old process, `-sf <pid>`
+/// lets it finish its sessions and leave.
+fn spawn_haproxy(dir: &Path, cfg: &Path, tag: &str, reload_from: Option<(u32, &Path)>) -> Child {
     let stdout = fs::File::create(dir.join(format!("{tag}.out.log"))).expect("log file");
     let stderr = fs::File::create(dir.join(format!("{tag}.err.log"))).expect("log file");
     let mut cmd = Command::new("haproxy");
     // `-p pidfile` is ignored with -db (HAProxy 2.6): we keep the pids ourselves.
     cmd.arg("-db").arg("-f").arg(cfg);
-    if let Some(pid) = soft_stop {
-        cmd.arg("-sf").arg(pid.to_string());
+    if let Some((pid, socket)) = reload_from {
+        cmd.arg("-x").arg(socket).arg("-sf").arg(pid.to_string());
     }
     cmd.current_dir(dir)
         .stdin(Stdio::null())
@@ -1325,7 +1364,7 @@ impl Drop for Processes {
 }
 
 #[test]
-fn drill_5_haproxy_graceful_reload() {
+fn drill_5_haproxy_seamless_reload() {
     let set = shared_set();
     let nodes: Vec<&Node> = set.nodes.iter().collect();
     let g = generated_config(&nodes);
@@ -1368,18 +1407,34 @@ fn drill_5_haproxy_graceful_reload() {
     ];
     wait_checked(&sock, &expected, Duration::from_secs(20));
 
-    let reads = ClientLoop::start(g.read, Work::Port, PACE);
-    let writes = ClientLoop::start(g.write, Work::Write, PACE);
+    // Four client loops, plus a bare connect loop on each listener (back to back,
+    // greeting only): a moment with a listening port closed shows as a failed
+    // connect in one of them.
+    let reads = [
+        ClientLoop::start(g.read, Work::Port, PACE),
+        ClientLoop::start(g.read, Work::Port, PACE),
+    ];
+    let writes = [
+        ClientLoop::start(g.write, Work::Write, PACE),
+        ClientLoop::start(g.write, Work::Write, PACE),
+    ];
+    let connects = [
+        ClientLoop::start(g.read, Work::Greeting, CONNECT_PACE),
+        ClientLoop::start(g.write, Work::Greeting, CONNECT_PACE),
+    ];
     let t0 = Instant::now();
-    reads.wait_for_count(t0, 20, Duration::from_secs(10));
+    for l in reads.iter().chain(&writes).chain(&connects) {
+        l.wait_for_count(t0, 10, Duration::from_secs(10));
+    }
 
-    const RELOADS: usize = 3;
-    let mut report = Vec::new();
+    const RELOADS: usize = 15;
+    let mut serving_after = Vec::new();
     for i in 1..=RELOADS {
         let old = procs.0.last_mut().expect("running haproxy");
         let old_pid = old.id();
-        // The README procedure: dump the state, validate, start with -sf.
-        let state = admin(&sock, "show servers state").expect("show servers state");
+        // The README procedure: dump the state (through the generated admin socket),
+        // validate, start with `-x <that socket> -sf <old pid>`.
+        let state = admin(&g.admin_socket, "show servers state").expect("show servers state");
         assert!(state.starts_with("1\n"), "{state}");
         fs::write(&g.state_file, &state).expect("write the server-state file");
         let before = states(&stats(&sock));
@@ -1391,10 +1446,31 @@ fn drill_5_haproxy_graceful_reload() {
             "-dW -c now accepts a loaded state: update the README"
         );
         validate(false).expect("haproxy -c");
+        // Every other reload happens while the old process is stalled for a moment
+        // (as a busy one is): connections pile up in its accept queue, which closing
+        // its listening socket would reset; with `-x` the new process takes that very
+        // socket over, queue included.
+        let stall = i % 2 == 1;
+        if stall {
+            process::send_signal(old_pid, libc::SIGSTOP);
+            process::wait_proc_state(old_pid, "stopped", Duration::from_secs(5), |s| {
+                s == Some('T')
+            });
+        }
         let reload_at = Instant::now();
-        let new = spawn_haproxy(dir.path(), &cfg, &format!("hap{i}"), Some(old_pid));
+        let new = spawn_haproxy(
+            dir.path(),
+            &cfg,
+            &format!("hap{i}"),
+            Some((old_pid, &g.admin_socket)),
+        );
         let new_pid = new.id();
         procs.0.push(new);
+        if stall {
+            // The stall itself, not a wait for a condition.
+            thread::sleep(STALL);
+            process::send_signal(old_pid, libc::SIGCONT);
+        }
         let serving = wait_admin_pid(&sock, new_pid, Duration::from_secs(15));
         // Right after the start, before any check could have run.
         let first = stats(&sock);
@@ -1418,30 +1494,57 @@ fn drill_5_haproxy_graceful_reload() {
             gone.is_some(),
             "old haproxy {old_pid} still running after reload {i}"
         );
-        report.push(format!(
-            "reload {i}: new process serving after {}, old one gone",
-            secs(serving - reload_at)
-        ));
+        serving_after.push(serving - reload_at);
     }
-    reads.wait_for_count(Instant::now(), 20, Duration::from_secs(10));
-    let r = tally(&reads.finish());
-    let w = tally(&writes.finish());
+    let after = Instant::now();
+    for l in reads.iter().chain(&writes).chain(&connects) {
+        l.wait_for_count(after, 10, Duration::from_secs(10));
+    }
+    let c = tally(
+        &connects
+            .into_iter()
+            .flat_map(ClientLoop::finish)
+            .collect::<Vec<_>>(),
+    );
+    let r = tally(
+        &reads
+            .into_iter()
+            .flat_map(ClientLoop::finish)
+            .collect::<Vec<_>>(),
+    );
+    let w = tally(
+        &writes
+            .into_iter()
+            .flat_map(ClientLoop::finish)
+            .collect::<Vec<_>>(),
+    );
     let db1_sid = set.primary().db.server_id();
+    let (fastest, slowest) = (
+        serving_after.iter().min().copied().unwrap_or_default(),
+        serving_after.iter().max().copied().unwrap_or_default(),
+    );
     eprintln!(
-        "DRILL haproxy-reload: {RELOADS} reloads (-sf, server state dumped and loaded); \
-         reads failed={} of {} (max latency {}), writes failed={} of {} (all via db1: {}); \
-         server states identical right after each reload and during the next {}; {}",
+        "DRILL haproxy-reload: {RELOADS} reloads (server state dumped and loaded, -x <admin socket> -sf; \
+         every other one with the old process stalled for {}), two read and two write loops; reads failed={} of {} (max latency {}), writes failed={} of {} \
+         (all via db1: {}); bare connects failed={} of {} (first errors {:?}); server states identical right after each reload and during the next {}; \
+         new process serving {}-{} after its start, old one gone each time",
+        secs(STALL),
         r.failed,
         r.total,
         secs(r.max_latency),
         w.failed,
         w.total,
         w.by_value.keys().all(|s| *s == db1_sid),
+        c.failed,
+        c.total,
+        c.first_errors,
         secs(INTER + FASTINTER),
-        report.join("; ")
+        secs(fastest),
+        secs(slowest),
     );
     assert_eq!(r.failed, 0, "failed reads: {:?}", r.first_errors);
     assert_eq!(w.failed, 0, "failed writes: {:?}", w.first_errors);
+    assert_eq!(c.failed, 0, "failed connects: {:?}", c.first_errors);
 }
 
 // ---------------------------------------------------------------------------
