@@ -136,7 +136,7 @@ haproxy -dW -c -f "$DIR/haproxy.cfg" >/dev/null
 haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
 echo $! >"$DIR/haproxy.pid"
 
-echo "== waiting for HAProxy to see both servers (rise 3 x inter 2s)"
+echo "== waiting for HAProxy to see both servers (reader: rise 3 x inter 2s)"
 for _ in $(seq 1 150); do
     st=$(echo "show stat" | socat - "UNIX-CONNECT:$DIR/haproxy.sock" 2>/dev/null || true)
     if echo "$st" | grep -q '^mysql-write,primary,.*,UP,' && echo "$st" | grep -q '^mysql-read-replicas,replica,.*,UP,'; then

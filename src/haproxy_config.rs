@@ -13,12 +13,17 @@
 //!   puts the server in NOLB (no new connections, open ones finish) instead of marking it
 //!   down, so maintenance on the writer does not fire `shutdown-sessions`; a real failure
 //!   (503) still marks it down;
+//! - **writer timings `inter 1s fastinter 1s downinter 1s rise 2 fall 2`**: a promoted
+//!   primary gets writes ~1–3 s after mysqlchk's default 1 s round sees it, where the
+//!   shared `downinter 5s rise 3` took up to ~8 s; with checks 1 s apart each of the
+//!   two passes (or failures) comes from a different mysqlchk round, so one odd round
+//!   flips nothing;
 //! - **read listener, `balance leastconn`** checking `/replica?lag=<hard bound>` with
 //!   `http-check disable-on-404` (maintenance drains gracefully) and, with an agent
 //!   port, agent-check weights for the soft lag range;
 //! - `retries 3` + `option redispatch`: a refused connection goes to another server;
-//! - `inter 2s fastinter 1s downinter 5s rise 3 fall 2`: down within ~2 s of a failed
-//!   check, back after 3 good ones;
+//! - `default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2` (the readers):
+//!   down within ~2 s of a failed check, back after 3 good ones;
 //! - client/server timeouts fit for pooled connections (MySQL's `wait_timeout` is 8 h;
 //!   TCP keep-alives find dead peers), `timeout check` short since mysqlchk answers at
 //!   once;
@@ -88,6 +93,10 @@ pub struct Options {
     pub stats_socket: String,
     pub stats: Option<String>,
 }
+
+/// The write listener's own check timings (see the module header); the read side keeps
+/// the `default-server` ones.
+pub const WRITE_TIMINGS: &str = "inter 1s fastinter 1s downinter 1s rise 2 fall 2";
 
 /// `db1=10.0.0.2:3306,db2=10.0.0.3:3306` (the port defaults to 3306); a server's own
 /// mysqlchk ports may follow: `db3=10.0.0.4:3307@9210/9211` (check port, agent port).
@@ -244,7 +253,7 @@ pub fn render(o: &Options) -> String {
     // Write listener.
     let _ = writeln!(
         s,
-        "\nlisten mysql-write\n    bind {}:{}\n    # one writer, even when two servers pass /primary during a switchover\n    balance first\n    option httpchk\n    http-check send meth GET uri /primary\n    # maintenance answers 404: drain (open write sessions finish), not DOWN (which\n    # would cut them: on-marked-down shutdown-sessions)\n    http-check disable-on-404",
+        "\nlisten mysql-write\n    bind {}:{}\n    # one writer, even when two servers pass /primary during a switchover\n    balance first\n    option httpchk\n    http-check send meth GET uri /primary\n    # maintenance answers 404: drain (open write sessions finish), not DOWN (which\n    # would cut them: on-marked-down shutdown-sessions)\n    http-check disable-on-404\n    # a promoted primary gets writes within ~1-3 s of mysqlchk's 1 s round; checks\n    # 1 s apart make each of rise/fall a separate round, so one odd round flips nothing\n    default-server {WRITE_TIMINGS}",
         o.bind, o.write_port
     );
     for srv in &o.servers {
@@ -421,10 +430,35 @@ mod tests {
             "timeout check",
             "agent-send \"replica max_lag=30s\\n\"",
             "server db2 10.0.0.3:3306 check port 9200 on-marked-down shutdown-sessions",
+            "http-check send meth GET uri /primary\n    \
+             # maintenance answers 404",
         ] {
             assert!(c.contains(needle), "missing {needle:?} in\n{c}");
         }
         assert!(!c.contains("mysql-read-fallback"));
+    }
+
+    /// The writer moves sooner than the shared defaults allow (rise 3, downinter 5s
+    /// took up to ~8 s after a promotion); the readers keep them.
+    #[test]
+    fn writer_has_its_own_timings() {
+        let c = render(&opts(Topology::Replication));
+        let section = |name: &str| {
+            c.split("\n\n")
+                .find(|p| p.starts_with(name))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            section("listen mysql-write").contains(
+                "\n    default-server inter 1s fastinter 1s downinter 1s rise 2 fall 2\n"
+            ),
+            "{c}"
+        );
+        assert!(
+            !section("listen mysql-read").contains("default-server"),
+            "{c}"
+        );
     }
 
     /// Maintenance answers 404: on the writer it must drain (NOLB), not count as a

@@ -1,7 +1,8 @@
 //! Operational drills, end to end: real MariaDB primaries and replicas, one
-//! `mysqlchk serve` per server (HTTP and agent-check ports, interval 250 ms,
-//! timeout 250 ms, stale_after 3 s), a real HAProxy in front configured by
-//! `mysqlchk haproxy-config`, and real client traffic through it.
+//! `mysqlchk serve` per server (HTTP and agent-check ports, interval 250 ms — 1 s,
+//! the default, in drill 4 — timeout 250 ms, stale_after 3 s), a real HAProxy in
+//! front configured by `mysqlchk haproxy-config`, and real client traffic through
+//! it.
 //!
 //! 1. planned maintenance: `mysqlchk maintenance on` drains a replica (NOLB /
 //!    DRAIN), no client query fails, `off` puts it back in rotation;
@@ -10,9 +11,9 @@
 //! 3. lag: delayed replication lowers the agent weight between the soft and
 //!    the hard bound, takes the replica out over the hard bound, and puts it
 //!    back when it has caught up;
-//! 4. switchover in the safe order: the write listener follows, a session to
-//!    the demoted primary is cut, and no two servers take writes in the same
-//!    second;
+//! 4. switchover in the safe order, at mysqlchk's default interval: the write
+//!    listener follows, a session to the demoted primary is cut, no two servers
+//!    take writes in the same second, and the write listener does not flap;
 //! 5. HAProxy seamless reload ×15 (server state dumped and loaded, `-x <admin
 //!    socket> -sf`) under four client loops: no failed query, no server flapping;
 //! 6. maintenance on the writer: it drains (NOLB) instead of going DOWN, so a
@@ -38,8 +39,9 @@
 //!
 //! Every drill prints a `DRILL <name>: ...` line with its figures (run with
 //! `--nocapture`). Timing assertions use bounds computed from the generated
-//! `default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2` plus one
-//! mysqlchk interval and [`SLACK`] for a loaded 2-core machine.
+//! `default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2` (the write
+//! listener's own `inter 1s fastinter 1s downinter 1s rise 2 fall 2` for the
+//! writer) plus one mysqlchk interval and [`SLACK`] for a loaded 2-core machine.
 //!
 //! Drills 1, 3, 5 and 6 only drain, delay and reload, so they share one primary
 //! with two replicas (serialised by a mutex, each putting the set back to
@@ -80,14 +82,22 @@ const CHK_PASSWORD: &str = "drill-Chk-pw7";
 const APP_USER: &str = "drillapp";
 const APP_PASSWORD: &str = "drill-App-pw7";
 
-/// mysqlchk's `check.interval` in every drill.
+/// mysqlchk's `check.interval` in every drill but drill 4.
 const INTERVAL: Duration = Duration::from_millis(250);
+/// mysqlchk's default `check.interval`, which drill 4 runs at.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// The generated `default-server` timings.
 const INTER: Duration = Duration::from_secs(2);
 const FASTINTER: Duration = Duration::from_secs(1);
 const DOWNINTER: Duration = Duration::from_secs(5);
 const RISE: u32 = 3;
 const FALL: u32 = 2;
+/// The write listener's own timings (its `default-server` line).
+const WRITE_INTER: Duration = Duration::from_secs(1);
+const WRITE_FASTINTER: Duration = Duration::from_secs(1);
+const WRITE_DOWNINTER: Duration = Duration::from_secs(1);
+const WRITE_RISE: u32 = 2;
+const WRITE_FALL: u32 = 2;
 /// The generated `agent-inter`.
 const AGENT_INTER: Duration = Duration::from_secs(2);
 /// The classic stanza's `inter 2000 rise 3 fall 3`.
@@ -126,7 +136,7 @@ struct Node {
 }
 
 impl Node {
-    fn start(name: &str, db: MariaDb) -> Node {
+    fn start(name: &str, db: MariaDb, interval: Duration) -> Node {
         let flags = process::fixture_tempdir("drill-flags");
         let (http, agent) = (free_port(), free_port());
         let config = format!(
@@ -137,7 +147,7 @@ impl Node {
              max_replication_lag = \"{MAX_LAG_S}s\"\nmaintenance_file = \"{flag}\"\n\n\
              [agent]\nsoft_lag = \"{SOFT_LAG_S}s\"\n",
             port = db.port(),
-            interval = INTERVAL.as_millis(),
+            interval = interval.as_millis(),
             flag = flags.path().join("maintenance").display(),
         );
         let chk = Daemon::start(&config, &[("MYSQLCHK_MYSQL_PASSWORD", CHK_PASSWORD)]);
@@ -205,7 +215,7 @@ struct Cluster {
 impl Cluster {
     /// Starts every server at once, then sets up the accounts and the schema on
     /// the primary and points the replicas at it (they replay everything).
-    fn start(replicas: usize) -> Cluster {
+    fn start(replicas: usize, interval: Duration) -> Cluster {
         let (primary, replica_dbs) = thread::scope(|s| {
             let p = s.spawn(MariaDb::start);
             let rs: Vec<_> = (0..replicas)
@@ -231,9 +241,9 @@ impl Cluster {
         for r in &replica_dbs {
             r.sync_with(&primary);
         }
-        let mut nodes = vec![Node::start("db1", primary)];
+        let mut nodes = vec![Node::start("db1", primary, interval)];
         for (i, db) in replica_dbs.into_iter().enumerate() {
-            nodes.push(Node::start(&format!("db{}", i + 2), db));
+            nodes.push(Node::start(&format!("db{}", i + 2), db, interval));
         }
         Cluster { nodes }
     }
@@ -288,7 +298,7 @@ fn shared_set() -> MutexGuard<'static, Cluster> {
     static SET: OnceLock<Mutex<Cluster>> = OnceLock::new();
     let guard = SET
         .get_or_init(|| {
-            let c = Cluster::start(2);
+            let c = Cluster::start(2, INTERVAL);
             for n in &c.nodes {
                 n.clean_up_at_exit();
             }
@@ -843,7 +853,7 @@ fn drill_1_planned_maintenance() {
 
 #[test]
 fn drill_2_unplanned_failure_classic_vs_generated() {
-    let mut set = Cluster::start(2);
+    let mut set = Cluster::start(2, INTERVAL);
     let (p2, p3) = (set.node("db2").port(), set.node("db3").port());
     let nodes: Vec<&Node> = set.nodes.iter().collect();
     let g = generated_config(&nodes);
@@ -1181,7 +1191,7 @@ fn rows_by_second(db: &MariaDb) -> BTreeSet<(u32, String, String)> {
 
 #[test]
 fn drill_4_switchover_in_the_safe_order() {
-    let set = Cluster::start(1);
+    let set = Cluster::start(1, DEFAULT_INTERVAL);
     let (db1, db2) = (set.node("db1"), set.node("db2"));
     let nodes: Vec<&Node> = set.nodes.iter().collect();
     let g = generated_config(&nodes);
@@ -1229,7 +1239,7 @@ fn drill_4_switchover_in_the_safe_order() {
         &sock,
         "mysql-write",
         "db1",
-        INTER + FASTINTER * (FALL - 1) + INTERVAL + SLACK,
+        WRITE_INTER + WRITE_FASTINTER * (WRITE_FALL - 1) + DEFAULT_INTERVAL + SLACK,
         "DOWN",
         is_down,
     );
@@ -1248,13 +1258,31 @@ fn drill_4_switchover_in_the_safe_order() {
     let promote_at = Instant::now();
     db2.db
         .sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only=OFF");
-    let follow_bound = DOWNINTER + FASTINTER * (RISE - 1) + INTERVAL + SLACK;
+    // mysqlchk sees the promotion within an interval; HAProxy checks the DOWN server
+    // every downinter, then needs rise - 1 more passes at fastinter.
+    let follow_bound =
+        WRITE_DOWNINTER + WRITE_FASTINTER * (WRITE_RISE - 1) + DEFAULT_INTERVAL + SLACK;
     let new_up_at = wait_status(&sock, "mysql-write", "db2", follow_bound, "UP", |s| {
         s == "UP"
     });
     let follow = new_up_at - promote_at;
     let first_new =
         writes.wait_for_value(promote_at, sid2, Duration::from_secs(10), "writes on db2");
+    // No flapping: for the next few check rounds, the new primary stays UP and the
+    // old one DOWN on the write listener.
+    let steady = WRITE_INTER * (WRITE_FALL + 1) + DEFAULT_INTERVAL;
+    let mut flaps = BTreeSet::new();
+    while new_up_at.elapsed() < steady {
+        let st = stats(&sock);
+        let (s1, s2) = (
+            field(&st, "mysql-write", "db1", "status"),
+            field(&st, "mysql-write", "db2", "status"),
+        );
+        if !is_down(&s1) || s2 != "UP" {
+            flaps.insert(format!("db1 {s1}, db2 {s2}"));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
     writes.wait_for_count(Instant::now(), 20, Duration::from_secs(10));
     let outcomes = writes.finish();
     let t = tally(&outcomes);
@@ -1280,27 +1308,38 @@ fn drill_4_switchover_in_the_safe_order() {
     let overlap: Vec<_> = by_second.iter().filter(|(_, s)| s.len() > 1).collect();
     let per_sid = |sid: u32| rows.iter().filter(|r| r.0 == sid).count();
     eprintln!(
-        "DRILL switchover: old primary DOWN {} after read_only=ON; held session {cut}; \
-         write listener on db2 {} after promotion (bound downinter+2*fastinter+interval+slack = {}; \
-         inter x rise + interval = {}); write outage {} (last write on db1 -> first on db2); \
-         writes ok={} failed={} of {}; rows db1={} db2={}; seconds with both={}",
+        "DRILL switchover (mysqlchk interval {}; write listener inter {} fastinter {} downinter {} \
+         rise {WRITE_RISE} fall {WRITE_FALL}): old primary DOWN {} after read_only=ON; held session {cut}; \
+         write listener on db2 {} after promotion (expected at most downinter + (rise-1) x fastinter \
+         + interval = {}; asserted with slack: {}); write outage {} (last write on db1 -> first on db2); \
+         writes ok={} failed={} of {}; rows db1={} db2={}; seconds with both={}; \
+         flapping in the {} after: {flaps:?}",
+        secs(DEFAULT_INTERVAL),
+        secs(WRITE_INTER),
+        secs(WRITE_FASTINTER),
+        secs(WRITE_DOWNINTER),
         secs(old_down_at - ro_at),
         secs(follow),
+        secs(follow_bound - SLACK),
         secs(follow_bound),
-        secs(INTER * RISE + INTERVAL),
         secs(first_new.saturating_duration_since(last_old)),
         t.total - t.failed,
         t.failed,
         t.total,
         per_sid(sid1),
         per_sid(sid2),
-        overlap.len()
+        overlap.len(),
+        secs(steady),
     );
     assert!(
         before_down.is_ok(),
         "held session failed before DOWN: {before_down:?}"
     );
     assert_eq!(late_old, 0, "writes succeeded on db1 after read_only=ON");
+    assert!(
+        flaps.is_empty(),
+        "write listener states after the switch: {flaps:?}"
+    );
     assert!(
         overlap.is_empty(),
         "seconds with writes via both servers: {overlap:?}"
@@ -1614,14 +1653,14 @@ fn drill_6_maintenance_on_the_writer() {
         &sock,
         "mysql-write",
         "db1",
-        INTER * FALL + INTERVAL + SLACK,
+        WRITE_INTER * WRITE_FALL + INTERVAL + SLACK,
         "NOLB/DRAIN or DOWN",
         |s| s == "NOLB" || s == "DRAIN" || is_down(s),
     );
     let left_state = status(&sock, "mysql-write", "db1");
     // Stay in maintenance for longer than it takes to mark a failing server down
     // (fall checks, at inter then fastinter), watching the state.
-    let watch = INTER + FASTINTER * FALL + SLACK;
+    let watch = WRITE_INTER + WRITE_FASTINTER * WRITE_FALL + SLACK;
     let mut seen = BTreeSet::new();
     while left_at.elapsed() < watch {
         seen.insert(status(&sock, "mysql-write", "db1"));
@@ -1657,7 +1696,7 @@ fn drill_6_maintenance_on_the_writer() {
         &sock,
         "mysql-write",
         "db1",
-        DOWNINTER + FASTINTER * RISE + INTERVAL + SLACK,
+        WRITE_DOWNINTER + WRITE_FASTINTER * WRITE_RISE + INTERVAL + SLACK,
         "UP",
         |s| s == "UP",
     );
