@@ -124,19 +124,19 @@ echo 1 >"$DIR/server-state"
     cat <<EOT
 global
     log stdout format raw local0
-    stats socket $DIR/haproxy.sock mode 600 level admin
 
 EOT
     # The configuration the product generates, with each server's own mysqlchk ports.
     "$BIN" haproxy-config --bind 127.0.0.1 --write-port $W_PORT --read-port $R_PORT \
         --servers "primary=127.0.0.1:$P_SQL@$P_CHK/$P_AGENT,replica=127.0.0.1:$R_SQL@$R_CHK/$R_AGENT" \
-        --read-fallback --max-lag 30s --stats 127.0.0.1:$STATS --state-file "$DIR/server-state"
+        --read-fallback --max-lag 30s --stats 127.0.0.1:$STATS --state-file "$DIR/server-state" \
+        --stats-socket "$DIR/haproxy.sock"
 } >"$DIR/haproxy.cfg"
 haproxy -dW -c -f "$DIR/haproxy.cfg" >/dev/null
 haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
 echo $! >"$DIR/haproxy.pid"
 
-echo "== waiting for HAProxy to see both servers (rise 3 x inter 2s)"
+echo "== waiting for HAProxy to see both servers (reader: rise 3 x inter 2s)"
 for _ in $(seq 1 150); do
     st=$(echo "show stat" | socat - "UNIX-CONNECT:$DIR/haproxy.sock" 2>/dev/null || true)
     if echo "$st" | grep -q '^mysql-write,primary,.*,UP,' && echo "$st" | grep -q '^mysql-read-replicas,replica,.*,UP,'; then

@@ -91,6 +91,9 @@ struct HaproxyArgs {
     /// HAProxy's server-state file
     #[arg(long, default_value = "/var/lib/haproxy/server-state")]
     state_file: String,
+    /// HAProxy's admin socket (with `expose-fd listeners`, for seamless reloads with -x)
+    #[arg(long, value_name = "PATH", default_value = "/run/haproxy/admin.sock")]
+    stats_socket: String,
     /// Also add a stats page bound to this ADDR:PORT
     #[arg(long, value_name = "ADDR:PORT")]
     stats: Option<String>,
@@ -533,6 +536,7 @@ fn haproxy_config(a: HaproxyArgs) -> i32 {
             max_lag,
             read_fallback: a.read_fallback,
             state_file: a.state_file,
+            stats_socket: a.stats_socket,
             stats: a.stats,
         })
     );

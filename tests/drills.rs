@@ -1,7 +1,8 @@
 //! Operational drills, end to end: real MariaDB primaries and replicas, one
-//! `mysqlchk serve` per server (HTTP and agent-check ports, interval 250 ms,
-//! timeout 250 ms, stale_after 3 s), a real HAProxy in front configured by
-//! `mysqlchk haproxy-config`, and real client traffic through it.
+//! `mysqlchk serve` per server (HTTP and agent-check ports, interval 250 ms — 1 s,
+//! the default, in drill 4 — timeout 250 ms, stale_after 3 s), a real HAProxy in
+//! front configured by `mysqlchk haproxy-config`, and real client traffic through
+//! it.
 //!
 //! 1. planned maintenance: `mysqlchk maintenance on` drains a replica (NOLB /
 //!    DRAIN), no client query fails, `off` puts it back in rotation;
@@ -10,22 +11,26 @@
 //! 3. lag: delayed replication lowers the agent weight between the soft and
 //!    the hard bound, takes the replica out over the hard bound, and puts it
 //!    back when it has caught up;
-//! 4. switchover in the safe order: the write listener follows, a session to
-//!    the demoted primary is cut, and no two servers take writes in the same
-//!    second;
-//! 5. HAProxy graceful reload (`-sf`, server state dumped and loaded): no failed
-//!    query, no server flapping.
+//! 4. switchover in the safe order, at mysqlchk's default interval: the write
+//!    listener follows, a session to the demoted primary is cut, no two servers
+//!    take writes in the same second, and the write listener does not flap;
+//! 5. HAProxy seamless reload ×15 (server state dumped and loaded, `-x <admin
+//!    socket> -sf`) under four client loops: no failed query, no server flapping;
+//! 6. maintenance on the writer: it drains (NOLB) instead of going DOWN, so a
+//!    transaction held open through the write listener still commits, and no new
+//!    write connection reaches it.
 //!
 //! **How the generated configuration is used.** `mysqlchk haproxy-config` is run
 //! as an operator would (`--servers db1=127.0.0.1:P1,... --bind 127.0.0.1
 //! --write-port W --read-port R --check-port 9200 --agent-port 9201 --max-lag 6s
-//! --state-file <tmp>/server-state`). Its output assumes one mysqlchk port shared
-//! by every host; here the servers share one host, so each daemon has its own
+//! --state-file <tmp>/server-state --stats-socket <tmp>/admin.sock`). Its output
+//! assumes one mysqlchk port shared by every host; here the servers share one host, so each daemon has its own
 //! ports: on every `server <name> ...` line the value after `check port` and the
 //! value after `agent-port` are replaced by that server's daemon ports (nothing
 //! else is touched; a server line without the check-port placeholder, or with
 //! another value than the placeholders, fails the drill). The
-//! generator's `global` section (`server-state-file`) and its `defaults mysql`
+//! generator's `global` section (`server-state-file`, its own admin socket with
+//! `expose-fd listeners`, which drill 5 reloads through) and its `defaults mysql`
 //! section are kept verbatim after the fixture's own `global`/`defaults` preamble
 //! (admin socket, `log stdout`): HAProxy merges repeated `global` sections, and
 //! the named `defaults mysql`, coming last, is the one the generated listeners
@@ -34,18 +39,23 @@
 //!
 //! Every drill prints a `DRILL <name>: ...` line with its figures (run with
 //! `--nocapture`). Timing assertions use bounds computed from the generated
-//! `default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2` plus one
-//! mysqlchk interval and [`SLACK`] for a loaded 2-core machine.
+//! `default-server inter 2s fastinter 1s downinter 5s rise 3 fall 2` (the write
+//! listener's own `inter 1s fastinter 1s downinter 1s rise 2 fall 2` for the
+//! writer) plus one mysqlchk interval and [`SLACK`] for a loaded 2-core machine.
 //!
-//! Drills 1, 3 and 5 only drain, delay and reload, so they share one primary
+//! Drills 1, 3, 5 and 6 only drain, delay and reload, so they share one primary
 //! with two replicas (serialised by a mutex, each putting the set back to
 //! normal first); drills 2 and 4 kill or promote servers and get their own.
 //!
-//! Two drills guard findings they once exposed: drill 3 that agent percentages
+//! Three drills guard findings they once exposed: drill 6 that maintenance on the
+//! writer drains it (without `http-check disable-on-404` on the write listener the
+//! 404 counted as a failed check, the writer went DOWN and `on-marked-down
+//! shutdown-sessions` cut the held transaction); drill 3 that agent percentages
 //! scale a real weight (the generator sets `weight 100`; with HAProxy's default 1,
 //! `up ready 55%` became weight 0), drill 5 that the README's reload procedure
 //! validates with plain `haproxy -c` (`-dW -c` always fails once a dumped state is
-//! loaded).
+//! loaded) and passes `-x` (with `-sf` alone, 1 of 15 reloads under four client
+//! loops failed a query: the listening socket was closed for a moment).
 
 mod common;
 
@@ -72,14 +82,22 @@ const CHK_PASSWORD: &str = "drill-Chk-pw7";
 const APP_USER: &str = "drillapp";
 const APP_PASSWORD: &str = "drill-App-pw7";
 
-/// mysqlchk's `check.interval` in every drill.
+/// mysqlchk's `check.interval` in every drill but drill 4.
 const INTERVAL: Duration = Duration::from_millis(250);
+/// mysqlchk's default `check.interval`, which drill 4 runs at.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// The generated `default-server` timings.
 const INTER: Duration = Duration::from_secs(2);
 const FASTINTER: Duration = Duration::from_secs(1);
 const DOWNINTER: Duration = Duration::from_secs(5);
 const RISE: u32 = 3;
 const FALL: u32 = 2;
+/// The write listener's own timings (its `default-server` line).
+const WRITE_INTER: Duration = Duration::from_secs(1);
+const WRITE_FASTINTER: Duration = Duration::from_secs(1);
+const WRITE_DOWNINTER: Duration = Duration::from_secs(1);
+const WRITE_RISE: u32 = 2;
+const WRITE_FALL: u32 = 2;
 /// The generated `agent-inter`.
 const AGENT_INTER: Duration = Duration::from_secs(2);
 /// The classic stanza's `inter 2000 rise 3 fall 3`.
@@ -98,6 +116,10 @@ const AGENT_PORT_PLACEHOLDER: u16 = 9201;
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between two client queries (keeps four loops affordable on 2 cores).
 const PACE: Duration = Duration::from_millis(20);
+/// How long drill 5 stalls the old HAProxy (SIGSTOP) on every other reload.
+const STALL: Duration = Duration::from_millis(300);
+/// Pause between two bare connects ([`Work::Greeting`]).
+const CONNECT_PACE: Duration = Duration::from_millis(2);
 
 // ---------------------------------------------------------------------------
 // Servers and daemons
@@ -114,7 +136,7 @@ struct Node {
 }
 
 impl Node {
-    fn start(name: &str, db: MariaDb) -> Node {
+    fn start(name: &str, db: MariaDb, interval: Duration) -> Node {
         let flags = process::fixture_tempdir("drill-flags");
         let (http, agent) = (free_port(), free_port());
         let config = format!(
@@ -125,7 +147,7 @@ impl Node {
              max_replication_lag = \"{MAX_LAG_S}s\"\nmaintenance_file = \"{flag}\"\n\n\
              [agent]\nsoft_lag = \"{SOFT_LAG_S}s\"\n",
             port = db.port(),
-            interval = INTERVAL.as_millis(),
+            interval = interval.as_millis(),
             flag = flags.path().join("maintenance").display(),
         );
         let chk = Daemon::start(&config, &[("MYSQLCHK_MYSQL_PASSWORD", CHK_PASSWORD)]);
@@ -193,7 +215,7 @@ struct Cluster {
 impl Cluster {
     /// Starts every server at once, then sets up the accounts and the schema on
     /// the primary and points the replicas at it (they replay everything).
-    fn start(replicas: usize) -> Cluster {
+    fn start(replicas: usize, interval: Duration) -> Cluster {
         let (primary, replica_dbs) = thread::scope(|s| {
             let p = s.spawn(MariaDb::start);
             let rs: Vec<_> = (0..replicas)
@@ -219,9 +241,9 @@ impl Cluster {
         for r in &replica_dbs {
             r.sync_with(&primary);
         }
-        let mut nodes = vec![Node::start("db1", primary)];
+        let mut nodes = vec![Node::start("db1", primary, interval)];
         for (i, db) in replica_dbs.into_iter().enumerate() {
-            nodes.push(Node::start(&format!("db{}", i + 2), db));
+            nodes.push(Node::start(&format!("db{}", i + 2), db, interval));
         }
         Cluster { nodes }
     }
@@ -271,12 +293,12 @@ impl Cluster {
     }
 }
 
-/// The primary with two replicas shared by drills 1, 3 and 5 (one at a time).
+/// The primary with two replicas shared by drills 1, 3, 5 and 6 (one at a time).
 fn shared_set() -> MutexGuard<'static, Cluster> {
     static SET: OnceLock<Mutex<Cluster>> = OnceLock::new();
     let guard = SET
         .get_or_init(|| {
-            let c = Cluster::start(2);
+            let c = Cluster::start(2, INTERVAL);
             for n in &c.nodes {
                 n.clean_up_at_exit();
             }
@@ -300,12 +322,15 @@ struct Generated {
     read: u16,
     _state_dir: TempDir,
     state_file: PathBuf,
+    /// The generated `stats socket … expose-fd listeners` (`--stats-socket`).
+    admin_socket: PathBuf,
 }
 
 fn generated_config(nodes: &[&Node]) -> Generated {
     let state_dir = process::fixture_tempdir("drill-state");
     let state_file = state_dir.path().join("server-state");
     fs::write(&state_file, "1\n").expect("cannot write the server-state file");
+    let admin_socket = state_dir.path().join("admin.sock");
     let (write, read) = (free_port(), free_port());
     let servers: Vec<String> = nodes
         .iter()
@@ -320,7 +345,9 @@ fn generated_config(nodes: &[&Node]) -> Generated {
         .args(["--agent-port", &AGENT_PORT_PLACEHOLDER.to_string()])
         .args(["--max-lag", &format!("{MAX_LAG_S}s")])
         .arg("--state-file")
-        .arg(&state_file);
+        .arg(&state_file)
+        .arg("--stats-socket")
+        .arg(&admin_socket);
     let out = process::run_with_timeout(cmd, Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("mysqlchk haproxy-config: {e}"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -341,6 +368,7 @@ fn generated_config(nodes: &[&Node]) -> Generated {
         read,
         _state_dir: state_dir,
         state_file,
+        admin_socket,
     }
 }
 
@@ -516,6 +544,10 @@ enum Work {
     Port,
     /// `SELECT @@server_id`, then insert it with `NOW(6)` into `drill.w`.
     Write,
+    /// A bare TCP connect that reads the server's greeting packet and closes
+    /// (no login): cheap enough to run back to back, so a moment with the
+    /// listening port closed is hit; the value is the greeting's length.
+    Greeting,
 }
 
 #[derive(Clone, Debug)]
@@ -539,14 +571,34 @@ fn app_opts(port: u16) -> mysql_async::Opts {
         .into()
 }
 
+/// The first packet a MySQL server sends on `port` (through HAProxy: from the
+/// server it picked); its payload length.
+async fn greeting(port: u16) -> Result<u32, String> {
+    use tokio::io::AsyncReadExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header)
+        .await
+        .map_err(|e| format!("greeting: {e}"))?;
+    Ok(u32::from_le_bytes([header[0], header[1], header[2], 0]))
+}
+
 /// One fresh connection doing `work`, under [`QUERY_TIMEOUT`].
 async fn one_query(opts: mysql_async::Opts, work: Work) -> Result<u32, String> {
+    if let Work::Greeting = work {
+        return tokio::time::timeout(QUERY_TIMEOUT, greeting(opts.tcp_port()))
+            .await
+            .unwrap_or_else(|_| Err(format!("timed out after {QUERY_TIMEOUT:?}")));
+    }
     let attempt = async {
         let mut conn = mysql_async::Conn::new(opts)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let result = match work {
             Work::Port => conn.query_first::<u32, _>("SELECT @@port").await,
+            Work::Greeting => unreachable!("handled above"),
             Work::Write => match conn.query_first::<u32, _>("SELECT @@server_id").await {
                 Ok(Some(sid)) => conn
                     .query_drop(format!(
@@ -801,7 +853,7 @@ fn drill_1_planned_maintenance() {
 
 #[test]
 fn drill_2_unplanned_failure_classic_vs_generated() {
-    let mut set = Cluster::start(2);
+    let mut set = Cluster::start(2, INTERVAL);
     let (p2, p3) = (set.node("db2").port(), set.node("db3").port());
     let nodes: Vec<&Node> = set.nodes.iter().collect();
     let g = generated_config(&nodes);
@@ -1139,7 +1191,7 @@ fn rows_by_second(db: &MariaDb) -> BTreeSet<(u32, String, String)> {
 
 #[test]
 fn drill_4_switchover_in_the_safe_order() {
-    let set = Cluster::start(1);
+    let set = Cluster::start(1, DEFAULT_INTERVAL);
     let (db1, db2) = (set.node("db1"), set.node("db2"));
     let nodes: Vec<&Node> = set.nodes.iter().collect();
     let g = generated_config(&nodes);
@@ -1187,7 +1239,7 @@ fn drill_4_switchover_in_the_safe_order() {
         &sock,
         "mysql-write",
         "db1",
-        INTER + FASTINTER * (FALL - 1) + INTERVAL + SLACK,
+        WRITE_INTER + WRITE_FASTINTER * (WRITE_FALL - 1) + DEFAULT_INTERVAL + SLACK,
         "DOWN",
         is_down,
     );
@@ -1206,13 +1258,31 @@ fn drill_4_switchover_in_the_safe_order() {
     let promote_at = Instant::now();
     db2.db
         .sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only=OFF");
-    let follow_bound = DOWNINTER + FASTINTER * (RISE - 1) + INTERVAL + SLACK;
+    // mysqlchk sees the promotion within an interval; HAProxy checks the DOWN server
+    // every downinter, then needs rise - 1 more passes at fastinter.
+    let follow_bound =
+        WRITE_DOWNINTER + WRITE_FASTINTER * (WRITE_RISE - 1) + DEFAULT_INTERVAL + SLACK;
     let new_up_at = wait_status(&sock, "mysql-write", "db2", follow_bound, "UP", |s| {
         s == "UP"
     });
     let follow = new_up_at - promote_at;
     let first_new =
         writes.wait_for_value(promote_at, sid2, Duration::from_secs(10), "writes on db2");
+    // No flapping: for the next few check rounds, the new primary stays UP and the
+    // old one DOWN on the write listener.
+    let steady = WRITE_INTER * (WRITE_FALL + 1) + DEFAULT_INTERVAL;
+    let mut flaps = BTreeSet::new();
+    while new_up_at.elapsed() < steady {
+        let st = stats(&sock);
+        let (s1, s2) = (
+            field(&st, "mysql-write", "db1", "status"),
+            field(&st, "mysql-write", "db2", "status"),
+        );
+        if !is_down(&s1) || s2 != "UP" {
+            flaps.insert(format!("db1 {s1}, db2 {s2}"));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
     writes.wait_for_count(Instant::now(), 20, Duration::from_secs(10));
     let outcomes = writes.finish();
     let t = tally(&outcomes);
@@ -1238,27 +1308,38 @@ fn drill_4_switchover_in_the_safe_order() {
     let overlap: Vec<_> = by_second.iter().filter(|(_, s)| s.len() > 1).collect();
     let per_sid = |sid: u32| rows.iter().filter(|r| r.0 == sid).count();
     eprintln!(
-        "DRILL switchover: old primary DOWN {} after read_only=ON; held session {cut}; \
-         write listener on db2 {} after promotion (bound downinter+2*fastinter+interval+slack = {}; \
-         inter x rise + interval = {}); write outage {} (last write on db1 -> first on db2); \
-         writes ok={} failed={} of {}; rows db1={} db2={}; seconds with both={}",
+        "DRILL switchover (mysqlchk interval {}; write listener inter {} fastinter {} downinter {} \
+         rise {WRITE_RISE} fall {WRITE_FALL}): old primary DOWN {} after read_only=ON; held session {cut}; \
+         write listener on db2 {} after promotion (expected at most downinter + (rise-1) x fastinter \
+         + interval = {}; asserted with slack: {}); write outage {} (last write on db1 -> first on db2); \
+         writes ok={} failed={} of {}; rows db1={} db2={}; seconds with both={}; \
+         flapping in the {} after: {flaps:?}",
+        secs(DEFAULT_INTERVAL),
+        secs(WRITE_INTER),
+        secs(WRITE_FASTINTER),
+        secs(WRITE_DOWNINTER),
         secs(old_down_at - ro_at),
         secs(follow),
+        secs(follow_bound - SLACK),
         secs(follow_bound),
-        secs(INTER * RISE + INTERVAL),
         secs(first_new.saturating_duration_since(last_old)),
         t.total - t.failed,
         t.failed,
         t.total,
         per_sid(sid1),
         per_sid(sid2),
-        overlap.len()
+        overlap.len(),
+        secs(steady),
     );
     assert!(
         before_down.is_ok(),
         "held session failed before DOWN: {before_down:?}"
     );
     assert_eq!(late_old, 0, "writes succeeded on db1 after read_only=ON");
+    assert!(
+        flaps.is_empty(),
+        "write listener states after the switch: {flaps:?}"
+    );
     assert!(
         overlap.is_empty(),
         "seconds with writes via both servers: {overlap:?}"
@@ -1269,15 +1350,18 @@ fn drill_4_switchover_in_the_safe_order() {
 // ---------------------------------------------------------------------------
 // Drill 5
 
-/// A `haproxy -db` process we start ourselves (the fixture cannot reload).
-fn spawn_haproxy(dir: &Path, cfg: &Path, tag: &str, soft_stop: Option<u32>) -> Child {
+/// A `haproxy -db` process we start ourselves (the fixture runs just one); with
+/// `reload_from = (old pid, admin socket)`, the README's seamless reload: `-x
+/// <socket>` takes the listening sockets over from the old process, `-sf <pid>`
+/// lets it finish its sessions and leave.
+fn spawn_haproxy(dir: &Path, cfg: &Path, tag: &str, reload_from: Option<(u32, &Path)>) -> Child {
     let stdout = fs::File::create(dir.join(format!("{tag}.out.log"))).expect("log file");
     let stderr = fs::File::create(dir.join(format!("{tag}.err.log"))).expect("log file");
     let mut cmd = Command::new("haproxy");
     // `-p pidfile` is ignored with -db (HAProxy 2.6): we keep the pids ourselves.
     cmd.arg("-db").arg("-f").arg(cfg);
-    if let Some(pid) = soft_stop {
-        cmd.arg("-sf").arg(pid.to_string());
+    if let Some((pid, socket)) = reload_from {
+        cmd.arg("-x").arg(socket).arg("-sf").arg(pid.to_string());
     }
     cmd.current_dir(dir)
         .stdin(Stdio::null())
@@ -1319,7 +1403,7 @@ impl Drop for Processes {
 }
 
 #[test]
-fn drill_5_haproxy_graceful_reload() {
+fn drill_5_haproxy_seamless_reload() {
     let set = shared_set();
     let nodes: Vec<&Node> = set.nodes.iter().collect();
     let g = generated_config(&nodes);
@@ -1362,18 +1446,34 @@ fn drill_5_haproxy_graceful_reload() {
     ];
     wait_checked(&sock, &expected, Duration::from_secs(20));
 
-    let reads = ClientLoop::start(g.read, Work::Port, PACE);
-    let writes = ClientLoop::start(g.write, Work::Write, PACE);
+    // Four client loops, plus a bare connect loop on each listener (back to back,
+    // greeting only): a moment with a listening port closed shows as a failed
+    // connect in one of them.
+    let reads = [
+        ClientLoop::start(g.read, Work::Port, PACE),
+        ClientLoop::start(g.read, Work::Port, PACE),
+    ];
+    let writes = [
+        ClientLoop::start(g.write, Work::Write, PACE),
+        ClientLoop::start(g.write, Work::Write, PACE),
+    ];
+    let connects = [
+        ClientLoop::start(g.read, Work::Greeting, CONNECT_PACE),
+        ClientLoop::start(g.write, Work::Greeting, CONNECT_PACE),
+    ];
     let t0 = Instant::now();
-    reads.wait_for_count(t0, 20, Duration::from_secs(10));
+    for l in reads.iter().chain(&writes).chain(&connects) {
+        l.wait_for_count(t0, 10, Duration::from_secs(10));
+    }
 
-    const RELOADS: usize = 3;
-    let mut report = Vec::new();
+    const RELOADS: usize = 15;
+    let mut serving_after = Vec::new();
     for i in 1..=RELOADS {
         let old = procs.0.last_mut().expect("running haproxy");
         let old_pid = old.id();
-        // The README procedure: dump the state, validate, start with -sf.
-        let state = admin(&sock, "show servers state").expect("show servers state");
+        // The README procedure: dump the state (through the generated admin socket),
+        // validate, start with `-x <that socket> -sf <old pid>`.
+        let state = admin(&g.admin_socket, "show servers state").expect("show servers state");
         assert!(state.starts_with("1\n"), "{state}");
         fs::write(&g.state_file, &state).expect("write the server-state file");
         let before = states(&stats(&sock));
@@ -1385,10 +1485,31 @@ fn drill_5_haproxy_graceful_reload() {
             "-dW -c now accepts a loaded state: update the README"
         );
         validate(false).expect("haproxy -c");
+        // Every other reload happens while the old process is stalled for a moment
+        // (as a busy one is): connections pile up in its accept queue, which closing
+        // its listening socket would reset; with `-x` the new process takes that very
+        // socket over, queue included.
+        let stall = i % 2 == 1;
+        if stall {
+            process::send_signal(old_pid, libc::SIGSTOP);
+            process::wait_proc_state(old_pid, "stopped", Duration::from_secs(5), |s| {
+                s == Some('T')
+            });
+        }
         let reload_at = Instant::now();
-        let new = spawn_haproxy(dir.path(), &cfg, &format!("hap{i}"), Some(old_pid));
+        let new = spawn_haproxy(
+            dir.path(),
+            &cfg,
+            &format!("hap{i}"),
+            Some((old_pid, &g.admin_socket)),
+        );
         let new_pid = new.id();
         procs.0.push(new);
+        if stall {
+            // The stall itself, not a wait for a condition.
+            thread::sleep(STALL);
+            process::send_signal(old_pid, libc::SIGCONT);
+        }
         let serving = wait_admin_pid(&sock, new_pid, Duration::from_secs(15));
         // Right after the start, before any check could have run.
         let first = stats(&sock);
@@ -1412,28 +1533,202 @@ fn drill_5_haproxy_graceful_reload() {
             gone.is_some(),
             "old haproxy {old_pid} still running after reload {i}"
         );
-        report.push(format!(
-            "reload {i}: new process serving after {}, old one gone",
-            secs(serving - reload_at)
-        ));
+        serving_after.push(serving - reload_at);
     }
-    reads.wait_for_count(Instant::now(), 20, Duration::from_secs(10));
-    let r = tally(&reads.finish());
-    let w = tally(&writes.finish());
+    let after = Instant::now();
+    for l in reads.iter().chain(&writes).chain(&connects) {
+        l.wait_for_count(after, 10, Duration::from_secs(10));
+    }
+    let c = tally(
+        &connects
+            .into_iter()
+            .flat_map(ClientLoop::finish)
+            .collect::<Vec<_>>(),
+    );
+    let r = tally(
+        &reads
+            .into_iter()
+            .flat_map(ClientLoop::finish)
+            .collect::<Vec<_>>(),
+    );
+    let w = tally(
+        &writes
+            .into_iter()
+            .flat_map(ClientLoop::finish)
+            .collect::<Vec<_>>(),
+    );
     let db1_sid = set.primary().db.server_id();
+    let (fastest, slowest) = (
+        serving_after.iter().min().copied().unwrap_or_default(),
+        serving_after.iter().max().copied().unwrap_or_default(),
+    );
     eprintln!(
-        "DRILL haproxy-reload: {RELOADS} reloads (-sf, server state dumped and loaded); \
-         reads failed={} of {} (max latency {}), writes failed={} of {} (all via db1: {}); \
-         server states identical right after each reload and during the next {}; {}",
+        "DRILL haproxy-reload: {RELOADS} reloads (server state dumped and loaded, -x <admin socket> -sf; \
+         every other one with the old process stalled for {}), two read and two write loops; reads failed={} of {} (max latency {}), writes failed={} of {} \
+         (all via db1: {}); bare connects failed={} of {} (first errors {:?}); server states identical right after each reload and during the next {}; \
+         new process serving {}-{} after its start, old one gone each time",
+        secs(STALL),
         r.failed,
         r.total,
         secs(r.max_latency),
         w.failed,
         w.total,
         w.by_value.keys().all(|s| *s == db1_sid),
+        c.failed,
+        c.total,
+        c.first_errors,
         secs(INTER + FASTINTER),
-        report.join("; ")
+        secs(fastest),
+        secs(slowest),
     );
     assert_eq!(r.failed, 0, "failed reads: {:?}", r.first_errors);
     assert_eq!(w.failed, 0, "failed writes: {:?}", w.first_errors);
+    assert_eq!(c.failed, 0, "failed connects: {:?}", c.first_errors);
+}
+
+// ---------------------------------------------------------------------------
+// Drill 6
+
+/// `drill.w.sid` of the rows written by drill 6's held transaction.
+const HELD_SID: u32 = 777_001;
+
+#[test]
+fn drill_6_maintenance_on_the_writer() {
+    let set = shared_set();
+    let db1 = set.primary();
+    let nodes: Vec<&Node> = set.nodes.iter().collect();
+    let g = generated_config(&nodes);
+    let hap = Haproxy::start(&g.body);
+    let sock = hap.admin_socket();
+    wait_checked(
+        &sock,
+        &[
+            ("mysql-write", "db1", "UP"),
+            ("mysql-write", "db2", "DOWN"),
+            ("mysql-write", "db3", "DOWN"),
+        ],
+        Duration::from_secs(15),
+    );
+    let sid1 = db1.db.server_id();
+    let writes = ClientLoop::start(g.write, Work::Write, PACE);
+    writes.wait_for_value(
+        Instant::now(),
+        sid1,
+        Duration::from_secs(10),
+        "writes on db1",
+    );
+
+    // A session opened before the maintenance, through the write listener, in the
+    // middle of a transaction.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut held = rt
+        .block_on(async {
+            tokio::time::timeout(QUERY_TIMEOUT, mysql_async::Conn::new(app_opts(g.write))).await
+        })
+        .expect("connect timed out")
+        .expect("held connection through the write listener");
+    let mut held_query = |sql: &str| -> Result<(), String> {
+        let sql = sql.to_string();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), held.query_drop(sql)).await
+        })
+        .map_err(|_| "hung".to_string())?
+        .map_err(|e| e.to_string())
+    };
+    held_query("BEGIN").expect("BEGIN on the held session");
+    held_query(&format!(
+        "INSERT INTO drill.w (sid, at) VALUES ({}, NOW(6))",
+        HELD_SID
+    ))
+    .expect("insert on the held session");
+
+    let on_at = Instant::now();
+    let out = db1.maintenance(&["on", "--reason", "drill writer"]);
+    assert!(out.contains("confirmed by the running daemon"), "{out}");
+    // Drained (the fix), or marked down (404 counted as a failed check).
+    let left_at = wait_status(
+        &sock,
+        "mysql-write",
+        "db1",
+        WRITE_INTER * WRITE_FALL + INTERVAL + SLACK,
+        "NOLB/DRAIN or DOWN",
+        |s| s == "NOLB" || s == "DRAIN" || is_down(s),
+    );
+    let left_state = status(&sock, "mysql-write", "db1");
+    // Stay in maintenance for longer than it takes to mark a failing server down
+    // (fall checks, at inter then fastinter), watching the state.
+    let watch = WRITE_INTER + WRITE_FASTINTER * WRITE_FALL + SLACK;
+    let mut seen = BTreeSet::new();
+    while left_at.elapsed() < watch {
+        seen.insert(status(&sock, "mysql-write", "db1"));
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The transaction opened before the maintenance still finishes.
+    let held_insert = held_query(&format!(
+        "INSERT INTO drill.w (sid, at) VALUES ({}, NOW(6))",
+        HELD_SID
+    ));
+    let held_commit = held_insert.clone().and_then(|()| held_query("COMMIT"));
+    let committed: usize = db1
+        .db
+        .sql(&format!(
+            "SELECT COUNT(*) FROM drill.w WHERE sid = {}",
+            HELD_SID
+        ))
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    rt.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_millis(500), held.disconnect()).await;
+    });
+
+    // New write connections after the drain: none on db1 (here no other server
+    // passes /primary, so they fail until a switchover or maintenance off).
+    let margin = left_at + Duration::from_millis(100);
+    writes.wait_for_count(margin, 10, Duration::from_secs(15));
+    let off_at = Instant::now();
+    let out = db1.maintenance(&["off"]);
+    assert!(out.contains("confirmed by the running daemon"), "{out}");
+    let up_at = wait_status(
+        &sock,
+        "mysql-write",
+        "db1",
+        WRITE_DOWNINTER + WRITE_FASTINTER * WRITE_RISE + INTERVAL + SLACK,
+        "UP",
+        |s| s == "UP",
+    );
+    let back_at = writes.wait_for_value(up_at, sid1, Duration::from_secs(10), "writes again");
+    let all = writes.finish();
+    let during: Vec<&Outcome> = all
+        .iter()
+        .filter(|o| o.start > margin && o.start < off_at)
+        .collect();
+    let during_on_db1 = during.iter().filter(|o| o.result == Ok(sid1)).count();
+    eprintln!(
+        "DRILL writer-maintenance: {left_state} {} after `maintenance on` (states seen over the next {}: {seen:?}); \
+         transaction held open across it: insert {held_insert:?}, commit {held_commit:?}, {committed} rows committed; \
+         {during_on_db1} of {} new write connections during maintenance reached db1 ({} failed: no other writer); \
+         UP {} after `off`, writes on db1 again {} after `off`",
+        secs(left_at - on_at),
+        secs(watch),
+        during.len(),
+        during.iter().filter(|o| o.result.is_err()).count(),
+        secs(up_at - off_at),
+        secs(back_at.saturating_duration_since(off_at)),
+    );
+    assert!(
+        !is_down(&left_state) && !seen.iter().any(|s| is_down(s)),
+        "the writer in maintenance was marked DOWN ({left_state}, then {seen:?}): \
+         on-marked-down shutdown-sessions cuts its sessions"
+    );
+    assert_eq!(held_insert, Ok(()), "the held session after maintenance on");
+    assert_eq!(held_commit, Ok(()), "COMMIT on the held session");
+    assert_eq!(committed, 2, "rows of the held transaction");
+    assert_eq!(
+        during_on_db1, 0,
+        "new write connections reached the drained writer"
+    );
 }

@@ -108,12 +108,14 @@ impl Haproxy {
     }
 
     /// The full configuration written for `cfg_body` when the temp dir is
-    /// `dir`: logs to stdout, admin socket `<dir>/admin.sock`, mode tcp.
+    /// `dir`: logs to stdout, admin socket `<dir>/admin.sock` (with `expose-fd
+    /// listeners`, so a test can reload seamlessly with `haproxy -x` through it),
+    /// mode tcp.
     pub fn config_text(dir: &Path, cfg_body: &str) -> String {
         format!(
             "global\n\
              \x20   log stdout format raw local0\n\
-             \x20   stats socket {sock} mode 600 level admin\n\
+             \x20   stats socket {sock} mode 600 level admin expose-fd listeners\n\
              \x20   stats timeout 1m\n\
              \x20   nbthread 1\n\
              \n\
