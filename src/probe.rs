@@ -536,28 +536,35 @@ impl Probe {
         } else {
             format!("SET SESSION max_execution_time={ms}")
         };
-        match tokio::time::timeout(self.timeout, conn.query_drop(set)).await {
-            Ok(Ok(())) | Ok(Err(mysql_async::Error::Server(_))) => {}
+        // Galera: a check must never wait for the cluster to catch up. Sent to every
+        // flavour (Percona XtraDB Cluster reports a MySQL version); elsewhere it is an
+        // error reply, which is harmless.
+        for sql in [set.as_str(), "SET SESSION wsrep_sync_wait=0"] {
+            conn = self.session_setup(conn, sql).await?;
+        }
+        Ok(conn)
+    }
+
+    /// One session SET on a fresh connection. An error reply is a fact about the server
+    /// (an old version, no Galera) and keeps the connection; a timeout or an I/O error
+    /// discards it: a reply left unread would be read by the next statement as its own,
+    /// shifting every later reply by one.
+    async fn session_setup(&self, mut conn: Conn, sql: &str) -> Result<Conn, ProbeError> {
+        match tokio::time::timeout(self.timeout, conn.query_drop(sql)).await {
+            Ok(Ok(())) | Ok(Err(mysql_async::Error::Server(_))) => Ok(conn),
             Ok(Err(e)) => {
                 discard(conn).await;
-                return Err(classify(&e, Step::Connect));
+                Err(classify(&e, Step::Connect))
             }
             Err(_) => {
                 discard(conn).await;
-                return Err(ProbeError::new(
+                Err(ProbeError::new(
                     Reason::Timeout,
                     Step::Connect,
                     "session setup",
-                ));
+                ))
             }
         }
-        // Galera: a check must never wait for the cluster to catch up.
-        let _ = tokio::time::timeout(
-            self.timeout,
-            conn.query_drop("SET SESSION wsrep_sync_wait=0"),
-        )
-        .await;
-        Ok(conn)
     }
 
     /// A driver error: server replies are kept as facts by the caller; anything else

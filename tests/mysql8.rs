@@ -973,6 +973,36 @@ fn hung_check_query_times_out() {
     expect(&d, "/", 200, "health: up");
 }
 
+/// A session SET answered after the step deadline: its reply must not be left unread on a
+/// connection that is kept, or every later statement reads the previous one's reply and
+/// the core facts (here `offline_mode`) vanish, so `/` answers 200.
+#[test]
+fn slow_session_setup_fails_the_connect() {
+    let offline = scenario(json!({"read_only": "OFF", "offline_mode": "ON"}), vec![]);
+    // Later than the 200 ms step deadline, earlier than two of them: the reply arrives
+    // while the next statement waits for its own.
+    let slow = with(
+        offline.clone(),
+        "delays",
+        json!({"SET SESSION wsrep_sync_wait": 0.3}),
+    );
+    let emu = Mysql8::start(&slow);
+    let d = emu.daemon("");
+    expect(&d, "/", 503, "health: down - timeout during connect");
+    for _ in 0..10 {
+        let (status, body) = http_get(d.http_port(), "/");
+        assert_eq!(
+            (status, body.trim_end()),
+            (503, "health: down - timeout during connect")
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    emu.write(&offline);
+    expect(&d, "/", 503, "health: down - offline_mode is ON");
+    emu.write(&writable(vec![]));
+    expect(&d, "/", 200, "health: up");
+}
+
 // ---- decoders over the recorded rows -----------------------------------------------------
 
 /// The lines of a tab-separated column file of tests/mysql8, split into fields.
