@@ -166,6 +166,9 @@ impl ProbeError {
             Reason::TooManyConnections => format!("too many connections{code}"),
             Reason::OfflineMode => format!("server in offline_mode{code}"),
             Reason::Privilege => format!("missing privilege for {}{code}", self.step.as_str()),
+            Reason::Io if self.step == Step::Connect => {
+                "connection closed or protocol error during connect".to_string()
+            }
             Reason::Io => format!("connection lost during {}", self.step.as_str()),
             Reason::ServerError => format!("server error during {}{code}", self.step.as_str()),
             Reason::Internal => format!("internal error during {}", self.step.as_str()),
@@ -201,7 +204,9 @@ pub fn classify(err: &mysql_async::Error, step: Step) -> ProbeError {
                     Reason::Refused
                 }
                 std::io::ErrorKind::TimedOut => Reason::Timeout,
-                _ if step == Step::Connect => Reason::Refused,
+                // The connection was made (a close during the handshake, bytes that
+                // are no MySQL greeting): not "refused", which would send an operator
+                // looking for a stopped server.
                 _ => Reason::Io,
             };
             ProbeError::new(reason, step, e.to_string())
@@ -211,13 +216,17 @@ pub fn classify(err: &mysql_async::Error, step: Step) -> ProbeError {
             ProbeError::new(Reason::Tls, step, "the server does not offer TLS")
         }
         Error::Driver(DriverError::ConnectionClosed) => {
-            let reason = if step == Step::Connect {
-                Reason::Refused
-            } else {
-                Reason::Io
-            };
-            ProbeError::new(reason, step, "connection closed by the server")
+            ProbeError::new(Reason::Io, step, "connection closed by the server")
         }
+        // The peer speaks something, but not the MySQL protocol as we know it.
+        Error::Driver(
+            e @ (DriverError::CantParseServerVersion { .. }
+            | DriverError::PacketOutOfOrder
+            | DriverError::UnexpectedPacket { .. }
+            | DriverError::PacketTooLarge
+            | DriverError::BadCompressedPacketHeader
+            | DriverError::InvalidParsecSalt),
+        ) => ProbeError::new(Reason::Io, step, format!("protocol error: {e}")),
         Error::Driver(e) => ProbeError::new(Reason::Internal, step, e.to_string()),
         Error::Other(e) => ProbeError::new(Reason::Internal, step, e.to_string()),
         Error::Url(e) => ProbeError::new(Reason::Internal, step, e.to_string()),
@@ -673,6 +682,54 @@ mod tests {
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         )));
         assert_eq!(classify(&cert, Step::Connect).reason, Reason::Tls);
+    }
+
+    #[test]
+    fn classify_connect_failures() {
+        use mysql_async::{DriverError, Error, IoError};
+        let io = |k: std::io::ErrorKind| Error::Io(IoError::Io(std::io::Error::from(k)));
+        let at_connect = |e: &Error| classify(e, Step::Connect).reason;
+        // Nobody there: refused.
+        assert_eq!(
+            at_connect(&io(std::io::ErrorKind::ConnectionRefused)),
+            Reason::Refused
+        );
+        assert_eq!(
+            at_connect(&io(std::io::ErrorKind::NotFound)),
+            Reason::Refused
+        );
+        assert_eq!(
+            at_connect(&io(std::io::ErrorKind::TimedOut)),
+            Reason::Timeout
+        );
+        // Somebody there, who closed or spoke no MySQL: io.
+        for k in [
+            std::io::ErrorKind::UnexpectedEof,
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::BrokenPipe,
+            std::io::ErrorKind::InvalidData,
+        ] {
+            assert_eq!(at_connect(&io(k)), Reason::Io, "{k:?}");
+        }
+        for e in [
+            DriverError::ConnectionClosed,
+            DriverError::PacketOutOfOrder,
+            DriverError::UnexpectedPacket {
+                payload: vec![0xfe],
+            },
+            DriverError::CantParseServerVersion {
+                version_string: "x".into(),
+            },
+        ] {
+            assert_eq!(at_connect(&Error::Driver(e)), Reason::Io);
+        }
+        let p = classify(&Error::Driver(DriverError::ConnectionClosed), Step::Connect);
+        assert_eq!(
+            p.phrase(),
+            "connection closed or protocol error during connect"
+        );
+        let p = classify(&Error::Driver(DriverError::ConnectionClosed), Step::Core);
+        assert_eq!(p.phrase(), "connection lost during core facts");
     }
 
     #[test]
