@@ -358,8 +358,14 @@ impl Facts {
         self.var("super_read_only").is_some_and(is_on_unless_off)
     }
 
-    pub fn offline_mode(&self) -> bool {
-        self.var("offline_mode").is_some_and(is_on_unless_off)
+    /// Absent (MariaDB has none) is off; reported without a value (NULL reads as empty)
+    /// is `None`: unknown, which a rule must not take for either answer.
+    pub fn offline_mode(&self) -> Option<bool> {
+        match self.var("offline_mode") {
+            None => Some(false),
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => Some(is_on_unless_off(v)),
+        }
     }
 
     /// Galera is really on: `wsrep_on=ON` and a provider loaded. (A plain MariaDB
@@ -441,6 +447,17 @@ mod tests {
         assert_eq!(facts(&[]).read_only(), None);
         assert!(!facts(&[]).super_read_only());
         assert!(facts(&[("super_read_only", "ON")]).super_read_only());
+    }
+
+    #[test]
+    fn offline_mode_values() {
+        assert_eq!(facts(&[]).offline_mode(), Some(false));
+        assert_eq!(
+            facts(&[("offline_mode", "OFF")]).offline_mode(),
+            Some(false)
+        );
+        assert_eq!(facts(&[("offline_mode", "ON")]).offline_mode(), Some(true));
+        assert_eq!(facts(&[("offline_mode", "")]).offline_mode(), None);
     }
 
     #[test]
