@@ -29,9 +29,12 @@ pub const CORE_VARIABLES: &[&str] = &[
     "pxc_maint_mode",
 ];
 
-/// Status counters read every round (one round trip): load, and Galera's state.
+/// Status counters read every round (one round trip): load, Galera's state, and the
+/// Group Replication primary where it is a status variable (MySQL 5.7, whose member
+/// table has no role column).
 pub const STATUS_VARIABLES: &[&str] = &[
     "Threads_connected",
+    "group_replication_primary_member",
     "wsrep_local_state",
     "wsrep_local_state_comment",
     "wsrep_cluster_status",
@@ -51,6 +54,9 @@ pub fn status_sql() -> String {
 pub const GROUP_MEMBERS_SQL: &str = "SELECT * FROM performance_schema.replication_group_members";
 /// This member's applier queue (only read when `check.gr_max_applier_queue` > 0).
 pub const GROUP_QUEUE_SQL: &str = "SELECT COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
+/// The same on MySQL 5.7, which has neither that column nor the member role: the
+/// transactions waiting in the member's queue.
+pub const GROUP_QUEUE_SQL_57: &str = "SELECT COUNT_TRANSACTIONS_IN_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
 
 /// One row of `replication_group_members`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +84,12 @@ impl Member {
     }
 }
 
+/// Whether member rows carry `MEMBER_ROLE` (MySQL ≥ 8.0.2; not 5.7).
+pub fn has_role_column(cols: &[(String, Option<String>)]) -> bool {
+    cols.iter()
+        .any(|(c, _)| c.eq_ignore_ascii_case("MEMBER_ROLE"))
+}
+
 /// What Group Replication says about this server.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Group {
@@ -86,6 +98,33 @@ pub struct Group {
     /// inside: the server has no stats row for us). A failed read only affects
     /// `/replica`, the one role that needs it.
     pub applier_queue: OptionalFact<Option<u64>>,
+}
+
+impl Group {
+    /// Roles for a member table without a role column (MySQL 5.7), from the status
+    /// variable `group_replication_primary_member`: in single-primary mode it names
+    /// the primary; empty means multi-primary, where every ONLINE member is a primary.
+    /// Unknown (`None`: the status was not read) leaves the roles empty, which no role
+    /// check accepts.
+    pub fn derive_roles(&mut self, primary_member: Option<&str>) {
+        let Some(primary) = primary_member.map(str::trim) else {
+            return;
+        };
+        for m in &mut self.members {
+            m.role = if primary.is_empty() {
+                if m.state == "ONLINE" {
+                    "PRIMARY"
+                } else {
+                    ""
+                }
+            } else if m.id.eq_ignore_ascii_case(primary) {
+                "PRIMARY"
+            } else {
+                "SECONDARY"
+            }
+            .to_string();
+        }
+    }
 }
 
 pub fn core_variables_sql() -> String {
@@ -506,6 +545,31 @@ mod tests {
         let junk = Channel::from_row(&row(&[("Seconds_Behind_Master", Some("-x"))]));
         assert_eq!(junk.lag, None);
         assert_eq!(junk.io_state, "");
+    }
+
+    #[test]
+    fn mysql57_group_roles_from_the_primary_member() {
+        let m = |id: &str, state: &str| Member {
+            id: id.into(),
+            state: state.into(),
+            role: String::new(),
+        };
+        let group = || Group {
+            members: vec![m("a", "ONLINE"), m("b", "ONLINE"), m("c", "RECOVERING")],
+            applier_queue: OptionalFact::NotCollected,
+        };
+        let roles = |g: &Group| g.members.iter().map(|m| m.role.clone()).collect::<Vec<_>>();
+        let mut single = group();
+        single.derive_roles(Some("B"));
+        assert_eq!(roles(&single), ["SECONDARY", "PRIMARY", "SECONDARY"]);
+        let mut multi = group();
+        multi.derive_roles(Some(""));
+        assert_eq!(roles(&multi), ["PRIMARY", "PRIMARY", ""]);
+        let mut unknown = group();
+        unknown.derive_roles(None);
+        assert_eq!(roles(&unknown), ["", "", ""]);
+        assert!(has_role_column(&row(&[("member_role", Some(""))])));
+        assert!(!has_role_column(&row(&[("MEMBER_STATE", Some("ONLINE"))])));
     }
 
     #[test]

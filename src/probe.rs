@@ -21,8 +21,9 @@ use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
 
 use crate::config::{Check, Credentials, Mysql, SslMode, Target};
 use crate::facts::{
-    core_variables_sql, replication_sql, status_sql, version_triple, Channel, Facts, Group, Member,
-    OptionalFact, ServerError, StepFailure, GROUP_MEMBERS_SQL, GROUP_QUEUE_SQL,
+    core_variables_sql, has_role_column, replication_sql, status_sql, version_triple, Channel,
+    Facts, Group, Member, OptionalFact, ServerError, StepFailure, GROUP_MEMBERS_SQL,
+    GROUP_QUEUE_SQL, GROUP_QUEUE_SQL_57,
 };
 use crate::secret::Secret;
 
@@ -403,7 +404,10 @@ impl Probe {
         };
         facts.channels = self.channels(&facts).await;
         if facts.group_replication() {
-            facts.group = self.group().await;
+            let primary_member = facts
+                .status_var("group_replication_primary_member")
+                .map(str::to_string);
+            facts.group = self.group(primary_member).await;
         }
         Ok(facts)
     }
@@ -436,7 +440,9 @@ impl Probe {
         }
     }
 
-    async fn group(&mut self) -> OptionalFact<Group> {
+    /// `primary_member`: the `group_replication_primary_member` status, for a server
+    /// whose member table has no role column (MySQL 5.7).
+    async fn group(&mut self, primary_member: Option<String>) -> OptionalFact<Group> {
         let rows = match self
             .optional(GROUP_MEMBERS_SQL.to_string(), Step::Group)
             .await
@@ -444,15 +450,22 @@ impl Probe {
             Ok(r) => r,
             Err(f) => return OptionalFact::Failed(f),
         };
+        let rows: Vec<_> = rows.iter().map(columns).collect();
+        let has_role = rows.first().is_none_or(|r| has_role_column(r));
         let mut g = Group {
-            members: rows.iter().map(|r| Member::from_row(&columns(r))).collect(),
+            members: rows.iter().map(|r| Member::from_row(r)).collect(),
             applier_queue: OptionalFact::NotCollected,
         };
+        if !has_role {
+            g.derive_roles(primary_member.as_deref());
+        }
         if self.max_applier_queue > 0 {
-            g.applier_queue = match self
-                .optional(GROUP_QUEUE_SQL.to_string(), Step::Group)
-                .await
-            {
+            let sql = if has_role {
+                GROUP_QUEUE_SQL
+            } else {
+                GROUP_QUEUE_SQL_57
+            };
+            g.applier_queue = match self.optional(sql.to_string(), Step::Group).await {
                 Ok(rows) => OptionalFact::Known(
                     rows.first()
                         .and_then(|r| text(r, 0))

@@ -876,6 +876,62 @@ fn group_replication_applier_queue() {
     );
 }
 
+/// MySQL 5.7's Group Replication: no `MEMBER_ROLE` column (the primary is the status
+/// variable `group_replication_primary_member`, empty in multi-primary mode) and no
+/// `COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE` (its queue is `COUNT_TRANSACTIONS_IN_QUEUE`).
+fn group57(own_role: &str, primary_member: &str, own_queue: u64) -> Value {
+    let mut s = group_of_three("ONLINE", own_role);
+    s["mysql57"] = json!(true);
+    s["variables"]["version"] = json!("5.7.44-log");
+    s["variables"]["version_comment"] = json!("MySQL Community Server (GPL)");
+    s["status"] = json!({"group_replication_primary_member": primary_member});
+    s["group_member_stats"] = json!([
+        {"MEMBER_ID": DB1_UUID, "COUNT_TRANSACTIONS_IN_QUEUE": 999},
+        {"MEMBER_ID": OWN_UUID, "COUNT_TRANSACTIONS_IN_QUEUE": own_queue},
+        {"MEMBER_ID": DB3_UUID, "COUNT_TRANSACTIONS_IN_QUEUE": 999},
+    ]);
+    s
+}
+
+#[test]
+fn group_replication_on_mysql57() {
+    let emu = Mysql8::start(&group57("PRIMARY", OWN_UUID, 0));
+    let d = emu.daemon("gr_max_applier_queue = 100");
+    expect(&d, "/primary", 200, "primary: up");
+    expect(
+        &d,
+        "/replica",
+        503,
+        "replica: down - group replication PRIMARY, not a secondary",
+    );
+    expect(&d, "/", 200, "health: up");
+
+    emu.set(&group57("SECONDARY", DB1_UUID, 3), 1);
+    expect(&d, "/replica", 200, "replica: up - group secondary online");
+    expect(&d, "/primary", 503, "primary: down - read_only is ON");
+
+    emu.set(&group57("SECONDARY", DB1_UUID, 250), 1);
+    expect(
+        &d,
+        "/replica",
+        503,
+        "replica: down - group replication applier queue 250 exceeds 100",
+    );
+
+    // Multi-primary: no primary named, every ONLINE member is one.
+    emu.set(&group57("PRIMARY", "", 0), 1);
+    expect(&d, "/primary", 200, "primary: up");
+    expect(
+        &d,
+        "/replica",
+        503,
+        "replica: down - group replication PRIMARY, not a secondary",
+    );
+    assert!(emu.statements().iter().any(|s| s
+        == "SELECT COUNT_TRANSACTIONS_IN_QUEUE FROM \
+            performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid"));
+}
+
 /// SPEC §2: when an optional step fails, `/` and `/primary` are judged on the core
 /// facts and only the role that needs the missing fact answers 503. The applier queue
 /// is only needed by `/replica`.
