@@ -431,6 +431,33 @@ impl Facts {
         }
     }
 
+    /// The errors a round that completed still met, by reason: the check query's error
+    /// reply and every failed optional step (`mysqlchk_probe_errors_total` counts them,
+    /// or a missing privilege would never show there).
+    pub fn errors(&self) -> Vec<crate::probe::Reason> {
+        let mut out = Vec::new();
+        if let Err(e) = &self.query {
+            out.push(crate::probe::Reason::from_code(e.code));
+        }
+        let mut step = |f: &StepFailure| out.push(f.reason);
+        if let OptionalFact::Failed(f) = &self.status {
+            step(f);
+        }
+        if let OptionalFact::Failed(f) = &self.channels {
+            step(f);
+        }
+        match &self.group {
+            OptionalFact::Failed(f) => step(f),
+            OptionalFact::Known(g) => {
+                if let OptionalFact::Failed(f) = &g.applier_queue {
+                    step(f);
+                }
+            }
+            OptionalFact::NotCollected => {}
+        }
+        out
+    }
+
     /// This server's own Group Replication member row.
     pub fn own_member(&self) -> Option<&Member> {
         let OptionalFact::Known(g) = &self.group else {
@@ -486,6 +513,29 @@ mod tests {
         assert_eq!(facts(&[]).read_only(), None);
         assert!(!facts(&[]).super_read_only());
         assert!(facts(&[("super_read_only", "ON")]).super_read_only());
+    }
+
+    #[test]
+    fn errors_of_a_completed_round() {
+        use crate::probe::Reason;
+        let mut f = facts(&[]);
+        assert!(f.errors().is_empty());
+        f.query = Err(ServerError::new(1047, "WSREP has not yet prepared node"));
+        f.channels = OptionalFact::Failed(StepFailure {
+            reason: Reason::Privilege,
+            code: Some(1227),
+        });
+        f.group = OptionalFact::Known(Group {
+            members: vec![],
+            applier_queue: OptionalFact::Failed(StepFailure {
+                reason: Reason::Timeout,
+                code: None,
+            }),
+        });
+        assert_eq!(
+            f.errors(),
+            [Reason::ServerError, Reason::Privilege, Reason::Timeout]
+        );
     }
 
     #[test]
