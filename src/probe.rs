@@ -2,7 +2,10 @@
 //!
 //! Invariants:
 //! - every network wait is under a deadline (`mysql.connect_timeout` for the connect,
-//!   `check.timeout` per step);
+//!   `check.timeout` per step), and the whole round under one more ([`round_budget`]),
+//!   so a server slow at every step cannot push the snapshot past `check.stale_after`:
+//!   when it expires the connection is discarded and the round fails (`timeout`,
+//!   naming the step it was in);
 //! - a server *error reply* is a fact and keeps the connection; an I/O error, a driver
 //!   error or a timeout poisons it: it is closed with a bounded `disconnect` and never
 //!   reused (dropping a live `Conn` would make the driver spawn a cleanup task that
@@ -311,10 +314,24 @@ fn opts(mysql: &Mysql, user: String, password: Option<Secret>, tls: bool) -> Opt
     }
 }
 
+/// How long one round (connect and every step) may take: what `check.stale_after`
+/// leaves after an `interval`, less a fifth for the bounded disconnect and publishing,
+/// so a round that uses it all still publishes before the last snapshot goes stale.
+/// Never less than one step's `check.timeout`.
+pub fn round_budget(check: &Check) -> Duration {
+    let room = check.stale_after.saturating_sub(check.interval);
+    (room - room / 5).max(check.timeout)
+}
+
 /// The prober's connection and per-round settings.
 pub struct Probe {
     mysql: Mysql,
     timeout: Duration,
+    budget: Duration,
+    /// When the current round must end.
+    deadline: tokio::time::Instant,
+    /// The step during which the round's deadline expired.
+    expired: Option<Step>,
     query: String,
     conn: Option<Conn>,
     /// The server said it has no TLS (`preferred` mode): connect in clear without
@@ -330,6 +347,9 @@ impl Probe {
         Probe {
             mysql,
             timeout: check.timeout,
+            budget: round_budget(check),
+            deadline: tokio::time::Instant::now(),
+            expired: None,
             query: check.query.clone(),
             conn: None,
             server_lacks_tls: false,
@@ -347,6 +367,7 @@ impl Probe {
         }
         self.mysql = mysql;
         self.timeout = check.timeout;
+        self.budget = round_budget(check);
         self.query = check.query.clone();
         self.max_applier_queue = check.gr_max_applier_queue;
     }
@@ -355,12 +376,41 @@ impl Probe {
         self.conn.is_some()
     }
 
-    /// One round: connect if needed, core facts, the check query.
+    /// How long the next wait may last: `limit`, or less when the round's deadline is
+    /// nearer (then reaching it is the round's deadline, see [`Probe::timed_out`]).
+    fn wait(&self, limit: Duration) -> Duration {
+        limit.min(
+            self.deadline
+                .saturating_duration_since(tokio::time::Instant::now()),
+        )
+    }
+
+    fn past_deadline(&self) -> bool {
+        tokio::time::Instant::now() >= self.deadline
+    }
+
+    /// One round: connect if needed, core facts, the check query, optional facts.
     pub async fn round(&mut self) -> Result<Facts, ProbeError> {
+        self.deadline = tokio::time::Instant::now() + self.budget;
+        self.expired = None;
+        let facts = self.steps().await?;
+        // An optional step cut short by the round's deadline fails the round: the
+        // deadline is about the whole snapshot, not one missing fact.
+        match self.expired.take() {
+            Some(step) => Err(ProbeError::new(
+                Reason::Timeout,
+                step,
+                format!("round deadline ({:?}) reached", self.budget),
+            )),
+            None => Ok(facts),
+        }
+    }
+
+    async fn steps(&mut self) -> Result<Facts, ProbeError> {
         if self.conn.is_none() {
             self.conn = Some(self.connect().await?);
         }
-        let timeout = self.timeout;
+        let timeout = self.wait(self.timeout);
         let sql = core_variables_sql();
         let Some(conn) = self.conn.as_mut() else {
             return Err(ProbeError::new(
@@ -379,6 +429,7 @@ impl Probe {
                 .filter_map(|r| Some((text(r, 0)?, text(r, 1).unwrap_or_default()))),
         );
         let query = self.query.clone();
+        let wait = self.wait(self.timeout);
         let Some(conn) = self.conn.as_mut() else {
             return Err(ProbeError::new(
                 Reason::Internal,
@@ -386,13 +437,17 @@ impl Probe {
                 "no connection",
             ));
         };
-        match tokio::time::timeout(timeout, conn.query_drop(query)).await {
+        match tokio::time::timeout(wait, conn.query_drop(query)).await {
             Ok(Ok(())) => {}
             Ok(Err(mysql_async::Error::Server(e))) => {
                 facts.query = Err(ServerError::new(e.code, &e.message));
             }
             Ok(Err(e)) => return Err(self.fail(&e, Step::Query).await),
             Err(_) => return Err(self.timed_out(Step::Query).await),
+        }
+        // Once the deadline has passed the remaining steps are not even tried.
+        if self.expired.is_some() {
+            return Ok(facts);
         }
         facts.status = match self.optional(status_sql(), Step::Status).await {
             Ok(rows) => OptionalFact::Known(
@@ -402,8 +457,11 @@ impl Probe {
             ),
             Err(f) => OptionalFact::Failed(f),
         };
+        if self.expired.is_some() {
+            return Ok(facts);
+        }
         facts.channels = self.channels(&facts).await;
-        if facts.group_replication() {
+        if facts.group_replication() && self.expired.is_none() {
             let primary_member = facts
                 .status_var("group_replication_primary_member")
                 .map(str::to_string);
@@ -415,13 +473,14 @@ impl Probe {
     /// An optional step: error replies and timeouts become a [`StepFailure`] (the
     /// timeout also poisons the connection, as always).
     async fn optional(&mut self, sql: String, step: Step) -> Result<Vec<Row>, StepFailure> {
+        let wait = self.wait(self.timeout);
         let Some(conn) = self.conn.as_mut() else {
             return Err(StepFailure {
                 reason: Reason::Io,
                 code: None,
             });
         };
-        match tokio::time::timeout(self.timeout, conn.query::<Row, _>(sql)).await {
+        match tokio::time::timeout(wait, conn.query::<Row, _>(sql)).await {
             Ok(Ok(rows)) => Ok(rows),
             Ok(Err(e)) => {
                 let p = self.fail(&e, step).await;
@@ -484,10 +543,11 @@ impl Probe {
         let (newer, older) = replication_sql(facts.flavour, version_triple(facts.version()));
         let mut sql = self.repl_sql.unwrap_or(newer);
         loop {
+            let wait = self.wait(self.timeout);
             let Some(conn) = self.conn.as_mut() else {
                 return OptionalFact::NotCollected;
             };
-            match tokio::time::timeout(self.timeout, conn.query::<Row, _>(sql)).await {
+            match tokio::time::timeout(wait, conn.query::<Row, _>(sql)).await {
                 Ok(Ok(rows)) => {
                     self.repl_sql = Some(sql);
                     return OptionalFact::Known(rows.iter().map(channel_of).collect());
@@ -526,14 +586,14 @@ impl Probe {
         let want_tls = self.mysql.ssl_mode != SslMode::Disabled
             && matches!(self.mysql.target, Target::Tcp { .. })
             && !self.server_lacks_tls;
-        let deadline = self.mysql.connect_timeout;
+        let deadline = self.wait(self.mysql.connect_timeout);
         let attempt = |tls: bool| {
             let o = opts(&self.mysql, user.clone(), password.clone(), tls);
             tokio::time::timeout(deadline, Conn::new(o))
         };
         let mut conn = match attempt(want_tls).await {
             Ok(Ok(c)) => c,
-            Err(_) => return Err(ProbeError::new(Reason::Timeout, Step::Connect, "connect")),
+            Err(_) => return Err(self.connect_timed_out("connect")),
             Ok(Err(mysql_async::Error::Driver(
                 mysql_async::DriverError::NoClientSslFlagFromServer,
             ))) if self.mysql.ssl_mode == SslMode::Preferred => {
@@ -541,9 +601,7 @@ impl Probe {
                 match attempt(false).await {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => return Err(classify(&e, Step::Connect)),
-                    Err(_) => {
-                        return Err(ProbeError::new(Reason::Timeout, Step::Connect, "connect"))
-                    }
+                    Err(_) => return Err(self.connect_timed_out("connect")),
                 }
             }
             Ok(Err(e)) => return Err(classify(&e, Step::Connect)),
@@ -572,7 +630,7 @@ impl Probe {
     /// discards it: a reply left unread would be read by the next statement as its own,
     /// shifting every later reply by one.
     async fn session_setup(&self, mut conn: Conn, sql: &str) -> Result<Conn, ProbeError> {
-        match tokio::time::timeout(self.timeout, conn.query_drop(sql)).await {
+        match tokio::time::timeout(self.wait(self.timeout), conn.query_drop(sql)).await {
             Ok(Ok(())) | Ok(Err(mysql_async::Error::Server(_))) => Ok(conn),
             Ok(Err(e)) => {
                 discard(conn).await;
@@ -580,11 +638,7 @@ impl Probe {
             }
             Err(_) => {
                 discard(conn).await;
-                Err(ProbeError::new(
-                    Reason::Timeout,
-                    Step::Connect,
-                    "session setup",
-                ))
+                Err(self.connect_timed_out("session setup"))
             }
         }
     }
@@ -598,7 +652,19 @@ impl Probe {
         classify(e, step)
     }
 
+    fn connect_timed_out(&self, what: &str) -> ProbeError {
+        let why = if self.past_deadline() {
+            format!("{what}: round deadline ({:?}) reached", self.budget)
+        } else {
+            what.to_string()
+        };
+        ProbeError::new(Reason::Timeout, Step::Connect, why)
+    }
+
     async fn timed_out(&mut self, step: Step) -> ProbeError {
+        if self.past_deadline() {
+            self.expired.get_or_insert(step);
+        }
         self.close().await;
         ProbeError::new(
             Reason::Timeout,
@@ -743,6 +809,37 @@ mod tests {
         );
         let p = classify(&Error::Driver(DriverError::ConnectionClosed), Step::Core);
         assert_eq!(p.phrase(), "connection lost during core facts");
+    }
+
+    #[test]
+    fn round_budget_leaves_room_before_staleness() {
+        let check = |interval: u64, timeout: u64, stale: u64| {
+            let mut c = crate::config::from_str(
+                "[listen]\nhttp=\"127.0.0.1:1\"\n",
+                "t",
+                &Default::default(),
+            )
+            .unwrap()
+            .config
+            .check;
+            c.interval = Duration::from_millis(interval);
+            c.timeout = Duration::from_millis(timeout);
+            c.stale_after = Duration::from_millis(stale);
+            c
+        };
+        // Defaults (1 s, 1 s, 5 s): 4 s of room, 3.2 s for the round.
+        assert_eq!(
+            round_budget(&check(1000, 1000, 5000)),
+            Duration::from_millis(3200)
+        );
+        let c = check(200, 900, 2000);
+        let b = round_budget(&c);
+        assert!(c.interval + b < c.stale_after, "{b:?}");
+        // Never less than one step.
+        assert_eq!(
+            round_budget(&check(1000, 1000, 1000)),
+            Duration::from_millis(1000)
+        );
     }
 
     #[test]

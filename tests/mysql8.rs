@@ -202,6 +202,14 @@ impl Mysql8 {
     /// A `mysqlchk serve` against this server: interval and timeout 200 ms, stale after
     /// 3 s, TLS off, the password in a 0600 file; `check_extra` is added to `[check]`.
     fn daemon(&self, check_extra: &str) -> Daemon {
+        self.daemon_timed(
+            "interval = \"200ms\"\ntimeout = \"200ms\"\nstale_after = \"3s\"",
+            check_extra,
+        )
+    }
+
+    /// [`Mysql8::daemon`] with other `interval`, `timeout` and `stale_after` lines.
+    fn daemon_timed(&self, timing: &str, check_extra: &str) -> Daemon {
         let password_file = self.path("password");
         fs::write(&password_file, PASSWORD).expect("password file");
         fs::set_permissions(&password_file, fs::Permissions::from_mode(0o600)).expect("chmod");
@@ -219,9 +227,7 @@ ssl_mode = "disabled"
 connect_timeout = "1s"
 
 [check]
-interval = "200ms"
-timeout = "200ms"
-stale_after = "3s"
+{timing}
 maintenance_file = {maintenance:?}
 {check_extra}
 "#,
@@ -1055,6 +1061,37 @@ fn slow_session_setup_fails_the_connect() {
     }
     emu.write(&offline);
     expect(&d, "/", 503, "health: down - offline_mode is ON");
+    emu.write(&writable(vec![]));
+    expect(&d, "/", 200, "health: up");
+}
+
+/// A server slow at every step, each within `check.timeout`: the round as a whole is
+/// cut at its deadline (here 1.28 s: (stale_after - interval) less a fifth), in the
+/// status step, so the verdict names it instead of the snapshot going stale between
+/// rounds.
+#[test]
+fn slow_steps_hit_the_round_deadline_not_staleness() {
+    let slow = with(
+        writable(vec![]),
+        "delays",
+        json!({"SHOW GLOBAL VARIABLES": 0.5, "SELECT 1": 0.5, "SHOW GLOBAL STATUS": 0.85,
+               "SHOW REPLICA STATUS": 0.85}),
+    );
+    let emu = Mysql8::start(&slow);
+    let d = emu.daemon_timed(
+        "interval = \"900ms\"\ntimeout = \"900ms\"\nstale_after = \"2500ms\"",
+        "",
+    );
+    let want = "health: down - timeout during status counters";
+    expect(&d, "/", 503, want);
+    // Rounds of 2.7 s against a 2.5 s stale bound: without the round deadline the
+    // answer would turn `stale` between rounds. With it, it stays put.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        let (status, body) = http_get(d.http_port(), "/");
+        assert_eq!((status, body.trim_end()), (503, want));
+        thread::sleep(Duration::from_millis(100));
+    }
     emu.write(&writable(vec![]));
     expect(&d, "/", 200, "health: up");
 }
