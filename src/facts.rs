@@ -64,7 +64,8 @@ pub struct Member {
     pub id: String,
     /// ONLINE, RECOVERING, OFFLINE, ERROR, UNREACHABLE.
     pub state: String,
-    /// PRIMARY / SECONDARY; empty before MySQL 8.0.
+    /// PRIMARY / SECONDARY; empty when unknown (MySQL 5.7 has no role column: see
+    /// [`Group::derive_roles`]).
     pub role: String,
 }
 

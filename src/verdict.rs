@@ -317,8 +317,9 @@ fn group(f: &Facts) -> Result<(), String> {
     Ok(())
 }
 
-/// `/primary` on a Group Replication member: its role must be PRIMARY (before MySQL
-/// 8.0 there is no role column: writability, checked before, decides).
+/// `/primary` on a Group Replication member: its role must be PRIMARY (on MySQL 5.7,
+/// without a role column, the probe derives it from `group_replication_primary_member`;
+/// a role still unknown is refused).
 fn group_primary(f: &Facts) -> Result<(), String> {
     if !f.group_replication() {
         return Ok(());
