@@ -7,7 +7,7 @@
 //! checker that aborts on every host at once is the worst failure it can have).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -54,7 +54,27 @@ pub struct Transitions {
     episode: Option<Reason>,
 }
 
+/// A change of error episode: a round failing for a new reason, or the first success
+/// after failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Episode {
+    Started(Reason),
+    Ended(Reason),
+}
+
 impl Transitions {
+    /// The episode change `reason` (the round's failure, if any) makes, if any.
+    fn episode(&mut self, reason: Option<Reason>) -> Option<Episode> {
+        if reason == self.episode {
+            return None;
+        }
+        match (reason, std::mem::replace(&mut self.episode, reason)) {
+            (Some(r), _) => Some(Episode::Started(r)),
+            (None, Some(old)) => Some(Episode::Ended(old)),
+            (None, None) => None,
+        }
+    }
+
     /// Log what changed between the previous snapshot and `snap`.
     pub fn observe(&mut self, snap: &Snapshot, check: &Check) {
         let mut changed = Vec::new();
@@ -87,9 +107,22 @@ impl Transitions {
         }
         // Error episodes: logged when they start, not every interval.
         let reason = snap.outcome.as_ref().err().map(|e| e.reason);
-        if reason != self.episode {
-            if let Err(e) = &snap.outcome {
-                if e.reason.is_auth() {
+        match self.episode(reason) {
+            None => {}
+            Some(Episode::Ended(old)) => {
+                tracing::info!("probe recovered after {} errors", old.as_str());
+            }
+            Some(Episode::Started(_)) => {
+                let Err(e) = &snap.outcome else { return };
+                if e.reason == Reason::Internal {
+                    tracing::error!(
+                        reason = e.reason.as_str(),
+                        step = e.step.as_str(),
+                        "{} ({}): the round counts as down; the checker goes on",
+                        e.phrase(),
+                        crate::facts::redact(&e.detail)
+                    );
+                } else if e.reason.is_auth() {
                     tracing::error!(
                         reason = e.reason.as_str(),
                         "the checker's own MySQL account is refused ({}): every role is down; \
@@ -106,10 +139,7 @@ impl Transitions {
                         crate::facts::redact(&e.detail)
                     );
                 }
-            } else if let Some(old) = self.episode {
-                tracing::info!("probe recovered after {} errors", old.as_str());
             }
-            self.episode = reason;
         }
     }
 }
@@ -123,7 +153,9 @@ pub async fn run(
     reconfigured: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut transitions = Transitions::default();
+    // Shared with the rounds task so that a panic does not lose what was logged: a
+    // panic every round is one episode, logged once (at ERROR) and once when it ends.
+    let transitions = Arc::new(Mutex::new(Transitions::default()));
     let mut seq = 0u64;
     loop {
         let task = tokio::spawn(rounds(
@@ -133,14 +165,13 @@ pub async fn run(
             reconfigured.clone(),
             shutdown.clone(),
             seq,
-            std::mem::take(&mut transitions),
+            transitions.clone(),
         ));
         match task.await {
             Ok(()) => return,
             Err(e) if e.is_panic() => {
                 seq += 1_000_000;
                 let cfg = config.load_full();
-                tracing::error!("internal error in a probe round (a bug): the round counts as down; restarting the checker");
                 let s = snapshot(
                     seq,
                     Instant::now(),
@@ -153,6 +184,7 @@ pub async fn run(
                     &cfg.check,
                 );
                 metrics.probe_error(Reason::Internal);
+                lock(&transitions).observe(&s, &cfg.check);
                 shared.publish(s);
                 tokio::select! {
                     _ = tokio::time::sleep(cfg.check.interval) => {}
@@ -171,7 +203,7 @@ async fn rounds(
     reconfigured: Arc<Notify>,
     shutdown: CancellationToken,
     mut seq: u64,
-    mut transitions: Transitions,
+    transitions: Arc<Mutex<Transitions>>,
 ) {
     let mut cfg = config.load_full();
     let mut probe = Probe::new(cfg.mysql.clone(), &cfg.check);
@@ -182,12 +214,13 @@ async fn rounds(
             _ = shutdown.cancelled() => break,
         };
         seq += 1;
-        if let Err(e) = &outcome {
-            metrics.probe_error(e.reason);
+        match &outcome {
+            Err(e) => metrics.probe_error(e.reason),
+            Ok(f) => f.errors().into_iter().for_each(|r| metrics.probe_error(r)),
         }
         let snap = snapshot(seq, started, outcome, &cfg.check);
         metrics.round(snap.duration);
-        transitions.observe(&snap, &cfg.check);
+        lock(&transitions).observe(&snap, &cfg.check);
         shared.publish(snap);
         let next = tokio::time::Instant::from_std(
             // Never overflows with a validated interval (at most a day); if it did, the
@@ -201,7 +234,7 @@ async fn rounds(
                 if new.mysql.target != cfg.mysql.target {
                     // A different server: nothing we knew applies any more.
                     shared.reset();
-                    transitions = Transitions::default();
+                    *lock(&transitions) = Transitions::default();
                 }
                 probe.reconfigure(new.mysql.clone(), &new.check).await;
                 cfg = new;
@@ -211,4 +244,99 @@ async fn rounds(
         shared.beat();
     }
     probe.close().await;
+}
+
+/// The lock is only held for a (synchronous) `observe`; a panic inside one leaves the
+/// state as good as it was, so a poisoned lock is used as it is.
+fn lock(t: &Mutex<Transitions>) -> std::sync::MutexGuard<'_, Transitions> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Captures formatted log lines in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn internal() -> Snapshot {
+        let cfg =
+            crate::config::from_str("[listen]\nhttp=\"127.0.0.1:1\"\n", "t", &Default::default())
+                .unwrap()
+                .config;
+        snapshot(
+            1,
+            Instant::now(),
+            Err(ProbeError {
+                reason: Reason::Internal,
+                step: Step::Core,
+                code: None,
+                detail: "panic in probe round".into(),
+            }),
+            &cfg.check,
+        )
+    }
+
+    /// A round that panics every interval: one ERROR line, and the transition line.
+    #[test]
+    fn repeated_internal_errors_log_one_error() {
+        let check =
+            crate::config::from_str("[listen]\nhttp=\"127.0.0.1:1\"\n", "t", &Default::default())
+                .unwrap()
+                .config
+                .check;
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let mut t = Transitions::default();
+            for _ in 0..5 {
+                t.observe(&internal(), &check);
+            }
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let errors = text.lines().filter(|l| l.contains("ERROR")).count();
+        assert_eq!(errors, 1, "{text}");
+        assert!(text.contains("health starting->down"), "{text}");
+    }
+
+    #[test]
+    fn an_episode_is_reported_once_when_it_starts_and_once_when_it_ends() {
+        let mut t = Transitions::default();
+        let seen: Vec<_> = [
+            None,
+            Some(Reason::Internal),
+            Some(Reason::Internal),
+            Some(Reason::Internal),
+            Some(Reason::Timeout),
+            None,
+            None,
+        ]
+        .into_iter()
+        .filter_map(|r| t.episode(r))
+        .collect();
+        assert_eq!(
+            seen,
+            [
+                Episode::Started(Reason::Internal),
+                Episode::Started(Reason::Timeout),
+                Episode::Ended(Reason::Timeout),
+            ]
+        );
+    }
 }

@@ -29,9 +29,12 @@ pub const CORE_VARIABLES: &[&str] = &[
     "pxc_maint_mode",
 ];
 
-/// Status counters read every round (one round trip): load, and Galera's state.
+/// Status counters read every round (one round trip): load, Galera's state, and the
+/// Group Replication primary where it is a status variable (MySQL 5.7, whose member
+/// table has no role column).
 pub const STATUS_VARIABLES: &[&str] = &[
     "Threads_connected",
+    "group_replication_primary_member",
     "wsrep_local_state",
     "wsrep_local_state_comment",
     "wsrep_cluster_status",
@@ -51,6 +54,9 @@ pub fn status_sql() -> String {
 pub const GROUP_MEMBERS_SQL: &str = "SELECT * FROM performance_schema.replication_group_members";
 /// This member's applier queue (only read when `check.gr_max_applier_queue` > 0).
 pub const GROUP_QUEUE_SQL: &str = "SELECT COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
+/// The same on MySQL 5.7, which has neither that column nor the member role: the
+/// transactions waiting in the member's queue.
+pub const GROUP_QUEUE_SQL_57: &str = "SELECT COUNT_TRANSACTIONS_IN_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
 
 /// One row of `replication_group_members`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +64,8 @@ pub struct Member {
     pub id: String,
     /// ONLINE, RECOVERING, OFFLINE, ERROR, UNREACHABLE.
     pub state: String,
-    /// PRIMARY / SECONDARY; empty before MySQL 8.0.
+    /// PRIMARY / SECONDARY; empty when unknown (MySQL 5.7 has no role column: see
+    /// [`Group::derive_roles`]).
     pub role: String,
 }
 
@@ -78,6 +85,12 @@ impl Member {
     }
 }
 
+/// Whether member rows carry `MEMBER_ROLE` (MySQL ≥ 8.0.2; not 5.7).
+pub fn has_role_column(cols: &[(String, Option<String>)]) -> bool {
+    cols.iter()
+        .any(|(c, _)| c.eq_ignore_ascii_case("MEMBER_ROLE"))
+}
+
 /// What Group Replication says about this server.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Group {
@@ -86,6 +99,33 @@ pub struct Group {
     /// inside: the server has no stats row for us). A failed read only affects
     /// `/replica`, the one role that needs it.
     pub applier_queue: OptionalFact<Option<u64>>,
+}
+
+impl Group {
+    /// Roles for a member table without a role column (MySQL 5.7), from the status
+    /// variable `group_replication_primary_member`: in single-primary mode it names
+    /// the primary; empty means multi-primary, where every ONLINE member is a primary.
+    /// Unknown (`None`: the status was not read) leaves the roles empty, which no role
+    /// check accepts.
+    pub fn derive_roles(&mut self, primary_member: Option<&str>) {
+        let Some(primary) = primary_member.map(str::trim) else {
+            return;
+        };
+        for m in &mut self.members {
+            m.role = if primary.is_empty() {
+                if m.state == "ONLINE" {
+                    "PRIMARY"
+                } else {
+                    ""
+                }
+            } else if m.id.eq_ignore_ascii_case(primary) {
+                "PRIMARY"
+            } else {
+                "SECONDARY"
+            }
+            .to_string();
+        }
+    }
 }
 
 pub fn core_variables_sql() -> String {
@@ -358,8 +398,14 @@ impl Facts {
         self.var("super_read_only").is_some_and(is_on_unless_off)
     }
 
-    pub fn offline_mode(&self) -> bool {
-        self.var("offline_mode").is_some_and(is_on_unless_off)
+    /// Absent (MariaDB has none) is off; reported without a value (NULL reads as empty)
+    /// is `None`: unknown, which a rule must not take for either answer.
+    pub fn offline_mode(&self) -> Option<bool> {
+        match self.var("offline_mode") {
+            None => Some(false),
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => Some(is_on_unless_off(v)),
+        }
     }
 
     /// Galera is really on: `wsrep_on=ON` and a provider loaded. (A plain MariaDB
@@ -384,6 +430,33 @@ impl Facts {
             OptionalFact::Known(m) => m.get(name).map(String::as_str),
             _ => None,
         }
+    }
+
+    /// The errors a round that completed still met, by reason: the check query's error
+    /// reply and every failed optional step (`mysqlchk_probe_errors_total` counts them,
+    /// or a missing privilege would never show there).
+    pub fn errors(&self) -> Vec<crate::probe::Reason> {
+        let mut out = Vec::new();
+        if let Err(e) = &self.query {
+            out.push(crate::probe::Reason::from_code(e.code));
+        }
+        let mut step = |f: &StepFailure| out.push(f.reason);
+        if let OptionalFact::Failed(f) = &self.status {
+            step(f);
+        }
+        if let OptionalFact::Failed(f) = &self.channels {
+            step(f);
+        }
+        match &self.group {
+            OptionalFact::Failed(f) => step(f),
+            OptionalFact::Known(g) => {
+                if let OptionalFact::Failed(f) = &g.applier_queue {
+                    step(f);
+                }
+            }
+            OptionalFact::NotCollected => {}
+        }
+        out
     }
 
     /// This server's own Group Replication member row.
@@ -444,6 +517,40 @@ mod tests {
     }
 
     #[test]
+    fn errors_of_a_completed_round() {
+        use crate::probe::Reason;
+        let mut f = facts(&[]);
+        assert!(f.errors().is_empty());
+        f.query = Err(ServerError::new(1047, "WSREP has not yet prepared node"));
+        f.channels = OptionalFact::Failed(StepFailure {
+            reason: Reason::Privilege,
+            code: Some(1227),
+        });
+        f.group = OptionalFact::Known(Group {
+            members: vec![],
+            applier_queue: OptionalFact::Failed(StepFailure {
+                reason: Reason::Timeout,
+                code: None,
+            }),
+        });
+        assert_eq!(
+            f.errors(),
+            [Reason::ServerError, Reason::Privilege, Reason::Timeout]
+        );
+    }
+
+    #[test]
+    fn offline_mode_values() {
+        assert_eq!(facts(&[]).offline_mode(), Some(false));
+        assert_eq!(
+            facts(&[("offline_mode", "OFF")]).offline_mode(),
+            Some(false)
+        );
+        assert_eq!(facts(&[("offline_mode", "ON")]).offline_mode(), Some(true));
+        assert_eq!(facts(&[("offline_mode", "")]).offline_mode(), None);
+    }
+
+    #[test]
     fn redaction_hides_literals_and_bounds_length() {
         assert_eq!(
             redact("Access denied for user 'app'@'10.1.2.3' (using password: YES)"),
@@ -489,6 +596,31 @@ mod tests {
         let junk = Channel::from_row(&row(&[("Seconds_Behind_Master", Some("-x"))]));
         assert_eq!(junk.lag, None);
         assert_eq!(junk.io_state, "");
+    }
+
+    #[test]
+    fn mysql57_group_roles_from_the_primary_member() {
+        let m = |id: &str, state: &str| Member {
+            id: id.into(),
+            state: state.into(),
+            role: String::new(),
+        };
+        let group = || Group {
+            members: vec![m("a", "ONLINE"), m("b", "ONLINE"), m("c", "RECOVERING")],
+            applier_queue: OptionalFact::NotCollected,
+        };
+        let roles = |g: &Group| g.members.iter().map(|m| m.role.clone()).collect::<Vec<_>>();
+        let mut single = group();
+        single.derive_roles(Some("B"));
+        assert_eq!(roles(&single), ["SECONDARY", "PRIMARY", "SECONDARY"]);
+        let mut multi = group();
+        multi.derive_roles(Some(""));
+        assert_eq!(roles(&multi), ["PRIMARY", "PRIMARY", ""]);
+        let mut unknown = group();
+        unknown.derive_roles(None);
+        assert_eq!(roles(&unknown), ["", "", ""]);
+        assert!(has_role_column(&row(&[("member_role", Some(""))])));
+        assert!(!has_role_column(&row(&[("MEMBER_STATE", Some("ONLINE"))])));
     }
 
     #[test]

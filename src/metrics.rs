@@ -193,7 +193,7 @@ impl Metrics {
             &mut o,
             "mysqlchk_probe_errors_total",
             "counter",
-            "Failed probe rounds by reason.",
+            "Probe errors by reason: failed rounds, failed optional steps, check-query error replies.",
         );
         for (i, r) in Reason::ALL.iter().enumerate() {
             let _ = writeln!(

@@ -2,7 +2,10 @@
 //!
 //! Invariants:
 //! - every network wait is under a deadline (`mysql.connect_timeout` for the connect,
-//!   `check.timeout` per step);
+//!   `check.timeout` per step), and the whole round under one more ([`round_budget`]),
+//!   so a server slow at every step cannot push the snapshot past `check.stale_after`:
+//!   when it expires the connection is discarded and the round fails (`timeout`,
+//!   naming the step it was in);
 //! - a server *error reply* is a fact and keeps the connection; an I/O error, a driver
 //!   error or a timeout poisons it: it is closed with a bounded `disconnect` and never
 //!   reused (dropping a live `Conn` would make the driver spawn a cleanup task that
@@ -21,8 +24,9 @@ use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
 
 use crate::config::{Check, Credentials, Mysql, SslMode, Target};
 use crate::facts::{
-    core_variables_sql, replication_sql, status_sql, version_triple, Channel, Facts, Group, Member,
-    OptionalFact, ServerError, StepFailure, GROUP_MEMBERS_SQL, GROUP_QUEUE_SQL,
+    core_variables_sql, has_role_column, replication_sql, status_sql, version_triple, Channel,
+    Facts, Group, Member, OptionalFact, ServerError, StepFailure, GROUP_MEMBERS_SQL,
+    GROUP_QUEUE_SQL, GROUP_QUEUE_SQL_57,
 };
 use crate::secret::Secret;
 
@@ -166,6 +170,9 @@ impl ProbeError {
             Reason::TooManyConnections => format!("too many connections{code}"),
             Reason::OfflineMode => format!("server in offline_mode{code}"),
             Reason::Privilege => format!("missing privilege for {}{code}", self.step.as_str()),
+            Reason::Io if self.step == Step::Connect => {
+                "connection closed or protocol error during connect".to_string()
+            }
             Reason::Io => format!("connection lost during {}", self.step.as_str()),
             Reason::ServerError => format!("server error during {}{code}", self.step.as_str()),
             Reason::Internal => format!("internal error during {}", self.step.as_str()),
@@ -201,7 +208,9 @@ pub fn classify(err: &mysql_async::Error, step: Step) -> ProbeError {
                     Reason::Refused
                 }
                 std::io::ErrorKind::TimedOut => Reason::Timeout,
-                _ if step == Step::Connect => Reason::Refused,
+                // The connection was made (a close during the handshake, bytes that
+                // are no MySQL greeting): not "refused", which would send an operator
+                // looking for a stopped server.
                 _ => Reason::Io,
             };
             ProbeError::new(reason, step, e.to_string())
@@ -211,13 +220,17 @@ pub fn classify(err: &mysql_async::Error, step: Step) -> ProbeError {
             ProbeError::new(Reason::Tls, step, "the server does not offer TLS")
         }
         Error::Driver(DriverError::ConnectionClosed) => {
-            let reason = if step == Step::Connect {
-                Reason::Refused
-            } else {
-                Reason::Io
-            };
-            ProbeError::new(reason, step, "connection closed by the server")
+            ProbeError::new(Reason::Io, step, "connection closed by the server")
         }
+        // The peer speaks something, but not the MySQL protocol as we know it.
+        Error::Driver(
+            e @ (DriverError::CantParseServerVersion { .. }
+            | DriverError::PacketOutOfOrder
+            | DriverError::UnexpectedPacket { .. }
+            | DriverError::PacketTooLarge
+            | DriverError::BadCompressedPacketHeader
+            | DriverError::InvalidParsecSalt),
+        ) => ProbeError::new(Reason::Io, step, format!("protocol error: {e}")),
         Error::Driver(e) => ProbeError::new(Reason::Internal, step, e.to_string()),
         Error::Other(e) => ProbeError::new(Reason::Internal, step, e.to_string()),
         Error::Url(e) => ProbeError::new(Reason::Internal, step, e.to_string()),
@@ -301,10 +314,24 @@ fn opts(mysql: &Mysql, user: String, password: Option<Secret>, tls: bool) -> Opt
     }
 }
 
+/// How long one round (connect and every step) may take: what `check.stale_after`
+/// leaves after an `interval`, less a fifth for the bounded disconnect and publishing,
+/// so a round that uses it all still publishes before the last snapshot goes stale.
+/// Never less than one step's `check.timeout`.
+pub fn round_budget(check: &Check) -> Duration {
+    let room = check.stale_after.saturating_sub(check.interval);
+    (room - room / 5).max(check.timeout)
+}
+
 /// The prober's connection and per-round settings.
 pub struct Probe {
     mysql: Mysql,
     timeout: Duration,
+    budget: Duration,
+    /// When the current round must end.
+    deadline: tokio::time::Instant,
+    /// The step during which the round's deadline expired.
+    expired: Option<Step>,
     query: String,
     conn: Option<Conn>,
     /// The server said it has no TLS (`preferred` mode): connect in clear without
@@ -320,6 +347,9 @@ impl Probe {
         Probe {
             mysql,
             timeout: check.timeout,
+            budget: round_budget(check),
+            deadline: tokio::time::Instant::now(),
+            expired: None,
             query: check.query.clone(),
             conn: None,
             server_lacks_tls: false,
@@ -337,6 +367,7 @@ impl Probe {
         }
         self.mysql = mysql;
         self.timeout = check.timeout;
+        self.budget = round_budget(check);
         self.query = check.query.clone();
         self.max_applier_queue = check.gr_max_applier_queue;
     }
@@ -345,12 +376,41 @@ impl Probe {
         self.conn.is_some()
     }
 
-    /// One round: connect if needed, core facts, the check query.
+    /// How long the next wait may last: `limit`, or less when the round's deadline is
+    /// nearer (then reaching it is the round's deadline, see [`Probe::timed_out`]).
+    fn wait(&self, limit: Duration) -> Duration {
+        limit.min(
+            self.deadline
+                .saturating_duration_since(tokio::time::Instant::now()),
+        )
+    }
+
+    fn past_deadline(&self) -> bool {
+        tokio::time::Instant::now() >= self.deadline
+    }
+
+    /// One round: connect if needed, core facts, the check query, optional facts.
     pub async fn round(&mut self) -> Result<Facts, ProbeError> {
+        self.deadline = tokio::time::Instant::now() + self.budget;
+        self.expired = None;
+        let facts = self.steps().await?;
+        // An optional step cut short by the round's deadline fails the round: the
+        // deadline is about the whole snapshot, not one missing fact.
+        match self.expired.take() {
+            Some(step) => Err(ProbeError::new(
+                Reason::Timeout,
+                step,
+                format!("round deadline ({:?}) reached", self.budget),
+            )),
+            None => Ok(facts),
+        }
+    }
+
+    async fn steps(&mut self) -> Result<Facts, ProbeError> {
         if self.conn.is_none() {
             self.conn = Some(self.connect().await?);
         }
-        let timeout = self.timeout;
+        let timeout = self.wait(self.timeout);
         let sql = core_variables_sql();
         let Some(conn) = self.conn.as_mut() else {
             return Err(ProbeError::new(
@@ -369,6 +429,7 @@ impl Probe {
                 .filter_map(|r| Some((text(r, 0)?, text(r, 1).unwrap_or_default()))),
         );
         let query = self.query.clone();
+        let wait = self.wait(self.timeout);
         let Some(conn) = self.conn.as_mut() else {
             return Err(ProbeError::new(
                 Reason::Internal,
@@ -376,13 +437,17 @@ impl Probe {
                 "no connection",
             ));
         };
-        match tokio::time::timeout(timeout, conn.query_drop(query)).await {
+        match tokio::time::timeout(wait, conn.query_drop(query)).await {
             Ok(Ok(())) => {}
             Ok(Err(mysql_async::Error::Server(e))) => {
                 facts.query = Err(ServerError::new(e.code, &e.message));
             }
             Ok(Err(e)) => return Err(self.fail(&e, Step::Query).await),
             Err(_) => return Err(self.timed_out(Step::Query).await),
+        }
+        // Once the deadline has passed the remaining steps are not even tried.
+        if self.expired.is_some() {
+            return Ok(facts);
         }
         facts.status = match self.optional(status_sql(), Step::Status).await {
             Ok(rows) => OptionalFact::Known(
@@ -392,9 +457,15 @@ impl Probe {
             ),
             Err(f) => OptionalFact::Failed(f),
         };
+        if self.expired.is_some() {
+            return Ok(facts);
+        }
         facts.channels = self.channels(&facts).await;
-        if facts.group_replication() {
-            facts.group = self.group().await;
+        if facts.group_replication() && self.expired.is_none() {
+            let primary_member = facts
+                .status_var("group_replication_primary_member")
+                .map(str::to_string);
+            facts.group = self.group(primary_member).await;
         }
         Ok(facts)
     }
@@ -402,13 +473,14 @@ impl Probe {
     /// An optional step: error replies and timeouts become a [`StepFailure`] (the
     /// timeout also poisons the connection, as always).
     async fn optional(&mut self, sql: String, step: Step) -> Result<Vec<Row>, StepFailure> {
+        let wait = self.wait(self.timeout);
         let Some(conn) = self.conn.as_mut() else {
             return Err(StepFailure {
                 reason: Reason::Io,
                 code: None,
             });
         };
-        match tokio::time::timeout(self.timeout, conn.query::<Row, _>(sql)).await {
+        match tokio::time::timeout(wait, conn.query::<Row, _>(sql)).await {
             Ok(Ok(rows)) => Ok(rows),
             Ok(Err(e)) => {
                 let p = self.fail(&e, step).await;
@@ -427,7 +499,9 @@ impl Probe {
         }
     }
 
-    async fn group(&mut self) -> OptionalFact<Group> {
+    /// `primary_member`: the `group_replication_primary_member` status, for a server
+    /// whose member table has no role column (MySQL 5.7).
+    async fn group(&mut self, primary_member: Option<String>) -> OptionalFact<Group> {
         let rows = match self
             .optional(GROUP_MEMBERS_SQL.to_string(), Step::Group)
             .await
@@ -435,15 +509,22 @@ impl Probe {
             Ok(r) => r,
             Err(f) => return OptionalFact::Failed(f),
         };
+        let rows: Vec<_> = rows.iter().map(columns).collect();
+        let has_role = rows.first().is_none_or(|r| has_role_column(r));
         let mut g = Group {
-            members: rows.iter().map(|r| Member::from_row(&columns(r))).collect(),
+            members: rows.iter().map(|r| Member::from_row(r)).collect(),
             applier_queue: OptionalFact::NotCollected,
         };
+        if !has_role {
+            g.derive_roles(primary_member.as_deref());
+        }
         if self.max_applier_queue > 0 {
-            g.applier_queue = match self
-                .optional(GROUP_QUEUE_SQL.to_string(), Step::Group)
-                .await
-            {
+            let sql = if has_role {
+                GROUP_QUEUE_SQL
+            } else {
+                GROUP_QUEUE_SQL_57
+            };
+            g.applier_queue = match self.optional(sql.to_string(), Step::Group).await {
                 Ok(rows) => OptionalFact::Known(
                     rows.first()
                         .and_then(|r| text(r, 0))
@@ -462,10 +543,11 @@ impl Probe {
         let (newer, older) = replication_sql(facts.flavour, version_triple(facts.version()));
         let mut sql = self.repl_sql.unwrap_or(newer);
         loop {
+            let wait = self.wait(self.timeout);
             let Some(conn) = self.conn.as_mut() else {
                 return OptionalFact::NotCollected;
             };
-            match tokio::time::timeout(self.timeout, conn.query::<Row, _>(sql)).await {
+            match tokio::time::timeout(wait, conn.query::<Row, _>(sql)).await {
                 Ok(Ok(rows)) => {
                     self.repl_sql = Some(sql);
                     return OptionalFact::Known(rows.iter().map(channel_of).collect());
@@ -504,14 +586,14 @@ impl Probe {
         let want_tls = self.mysql.ssl_mode != SslMode::Disabled
             && matches!(self.mysql.target, Target::Tcp { .. })
             && !self.server_lacks_tls;
-        let deadline = self.mysql.connect_timeout;
+        let deadline = self.wait(self.mysql.connect_timeout);
         let attempt = |tls: bool| {
             let o = opts(&self.mysql, user.clone(), password.clone(), tls);
             tokio::time::timeout(deadline, Conn::new(o))
         };
         let mut conn = match attempt(want_tls).await {
             Ok(Ok(c)) => c,
-            Err(_) => return Err(ProbeError::new(Reason::Timeout, Step::Connect, "connect")),
+            Err(_) => return Err(self.connect_timed_out("connect")),
             Ok(Err(mysql_async::Error::Driver(
                 mysql_async::DriverError::NoClientSslFlagFromServer,
             ))) if self.mysql.ssl_mode == SslMode::Preferred => {
@@ -519,9 +601,7 @@ impl Probe {
                 match attempt(false).await {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => return Err(classify(&e, Step::Connect)),
-                    Err(_) => {
-                        return Err(ProbeError::new(Reason::Timeout, Step::Connect, "connect"))
-                    }
+                    Err(_) => return Err(self.connect_timed_out("connect")),
                 }
             }
             Ok(Err(e)) => return Err(classify(&e, Step::Connect)),
@@ -536,28 +616,31 @@ impl Probe {
         } else {
             format!("SET SESSION max_execution_time={ms}")
         };
-        match tokio::time::timeout(self.timeout, conn.query_drop(set)).await {
-            Ok(Ok(())) | Ok(Err(mysql_async::Error::Server(_))) => {}
+        // Galera: a check must never wait for the cluster to catch up. Sent to every
+        // flavour (Percona XtraDB Cluster reports a MySQL version); elsewhere it is an
+        // error reply, which is harmless.
+        for sql in [set.as_str(), "SET SESSION wsrep_sync_wait=0"] {
+            conn = self.session_setup(conn, sql).await?;
+        }
+        Ok(conn)
+    }
+
+    /// One session SET on a fresh connection. An error reply is a fact about the server
+    /// (an old version, no Galera) and keeps the connection; a timeout or an I/O error
+    /// discards it: a reply left unread would be read by the next statement as its own,
+    /// shifting every later reply by one.
+    async fn session_setup(&self, mut conn: Conn, sql: &str) -> Result<Conn, ProbeError> {
+        match tokio::time::timeout(self.wait(self.timeout), conn.query_drop(sql)).await {
+            Ok(Ok(())) | Ok(Err(mysql_async::Error::Server(_))) => Ok(conn),
             Ok(Err(e)) => {
                 discard(conn).await;
-                return Err(classify(&e, Step::Connect));
+                Err(classify(&e, Step::Connect))
             }
             Err(_) => {
                 discard(conn).await;
-                return Err(ProbeError::new(
-                    Reason::Timeout,
-                    Step::Connect,
-                    "session setup",
-                ));
+                Err(self.connect_timed_out("session setup"))
             }
         }
-        // Galera: a check must never wait for the cluster to catch up.
-        let _ = tokio::time::timeout(
-            self.timeout,
-            conn.query_drop("SET SESSION wsrep_sync_wait=0"),
-        )
-        .await;
-        Ok(conn)
     }
 
     /// A driver error: server replies are kept as facts by the caller; anything else
@@ -569,7 +652,19 @@ impl Probe {
         classify(e, step)
     }
 
+    fn connect_timed_out(&self, what: &str) -> ProbeError {
+        let why = if self.past_deadline() {
+            format!("{what}: round deadline ({:?}) reached", self.budget)
+        } else {
+            what.to_string()
+        };
+        ProbeError::new(Reason::Timeout, Step::Connect, why)
+    }
+
     async fn timed_out(&mut self, step: Step) -> ProbeError {
+        if self.past_deadline() {
+            self.expired.get_or_insert(step);
+        }
         self.close().await;
         ProbeError::new(
             Reason::Timeout,
@@ -666,6 +761,85 @@ mod tests {
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         )));
         assert_eq!(classify(&cert, Step::Connect).reason, Reason::Tls);
+    }
+
+    #[test]
+    fn classify_connect_failures() {
+        use mysql_async::{DriverError, Error, IoError};
+        let io = |k: std::io::ErrorKind| Error::Io(IoError::Io(std::io::Error::from(k)));
+        let at_connect = |e: &Error| classify(e, Step::Connect).reason;
+        // Nobody there: refused.
+        assert_eq!(
+            at_connect(&io(std::io::ErrorKind::ConnectionRefused)),
+            Reason::Refused
+        );
+        assert_eq!(
+            at_connect(&io(std::io::ErrorKind::NotFound)),
+            Reason::Refused
+        );
+        assert_eq!(
+            at_connect(&io(std::io::ErrorKind::TimedOut)),
+            Reason::Timeout
+        );
+        // Somebody there, who closed or spoke no MySQL: io.
+        for k in [
+            std::io::ErrorKind::UnexpectedEof,
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::BrokenPipe,
+            std::io::ErrorKind::InvalidData,
+        ] {
+            assert_eq!(at_connect(&io(k)), Reason::Io, "{k:?}");
+        }
+        for e in [
+            DriverError::ConnectionClosed,
+            DriverError::PacketOutOfOrder,
+            DriverError::UnexpectedPacket {
+                payload: vec![0xfe],
+            },
+            DriverError::CantParseServerVersion {
+                version_string: "x".into(),
+            },
+        ] {
+            assert_eq!(at_connect(&Error::Driver(e)), Reason::Io);
+        }
+        let p = classify(&Error::Driver(DriverError::ConnectionClosed), Step::Connect);
+        assert_eq!(
+            p.phrase(),
+            "connection closed or protocol error during connect"
+        );
+        let p = classify(&Error::Driver(DriverError::ConnectionClosed), Step::Core);
+        assert_eq!(p.phrase(), "connection lost during core facts");
+    }
+
+    #[test]
+    fn round_budget_leaves_room_before_staleness() {
+        let check = |interval: u64, timeout: u64, stale: u64| {
+            let mut c = crate::config::from_str(
+                "[listen]\nhttp=\"127.0.0.1:1\"\n",
+                "t",
+                &Default::default(),
+            )
+            .unwrap()
+            .config
+            .check;
+            c.interval = Duration::from_millis(interval);
+            c.timeout = Duration::from_millis(timeout);
+            c.stale_after = Duration::from_millis(stale);
+            c
+        };
+        // Defaults (1 s, 1 s, 5 s): 4 s of room, 3.2 s for the round.
+        assert_eq!(
+            round_budget(&check(1000, 1000, 5000)),
+            Duration::from_millis(3200)
+        );
+        let c = check(200, 900, 2000);
+        let b = round_budget(&c);
+        assert!(c.interval + b < c.stale_after, "{b:?}");
+        // Never less than one step.
+        assert_eq!(
+            round_budget(&check(1000, 1000, 1000)),
+            Duration::from_millis(1000)
+        );
     }
 
     #[test]

@@ -159,23 +159,17 @@ fn judge(snap: &Snapshot, now: Instant, check: &Check, role: Role, max_lag: Dura
     }
     match role {
         Role::Health => Verdict::new(role, State::Up, ""),
-        Role::Primary => match writable(facts).and_then(|()| group_primary(facts)) {
-            Err(why) => Verdict::new(role, State::Down, why),
-            Ok(()) => match replicating_channel(facts, check) {
-                Some(name) if !check.primary_allows_replication => Verdict::new(
-                    role,
-                    State::Down,
-                    format!("writable but replicating (channel '{}')", escape(&name)),
-                ),
-                _ => Verdict::new(role, State::Up, ""),
-            },
-        },
+        Role::Primary => primary(facts, check, role),
         Role::Replica if facts.group_replication() => group_secondary(facts, check, role),
         Role::Replica => replica(facts, check, max_lag, role),
         Role::ReadOnly => {
+            // Never stricter than /primary (README, "Roles"): a server that may take
+            // writes may take reads, also with a leftover stopped channel or a
+            // replication step that failed or was skipped.
+            let primary_up = primary(facts, check, role).state == State::Up;
             let has_channels =
                 matches!(&facts.channels, OptionalFact::Known(c) if !selected(c, check).is_empty());
-            if has_channels || matches!(facts.channels, OptionalFact::Failed(_)) {
+            if !primary_up && (has_channels || matches!(facts.channels, OptionalFact::Failed(_))) {
                 return replica(facts, check, max_lag, role);
             }
             if facts.galera() {
@@ -202,8 +196,10 @@ fn healthy(f: &Facts, check: &Check) -> Result<(), String> {
     if let Err(e) = &f.query {
         return Err(format!("check query failed ({e})"));
     }
-    if f.offline_mode() {
-        return Err("offline_mode is ON".into());
+    match f.offline_mode() {
+        Some(false) => {}
+        Some(true) => return Err("offline_mode is ON".into()),
+        None => return Err("offline_mode unknown (no value reported)".into()),
     }
     if f.galera() {
         galera(f, check)?;
@@ -231,11 +227,18 @@ fn galera(f: &Facts, check: &Check) -> Result<(), String> {
         return Err(format!("galera status unavailable: {}", e.phrase()));
     }
     let is = |v: Option<&str>, want: &str| v.is_some_and(|x| x.eq_ignore_ascii_case(want));
-    if !is(f.status_var("wsrep_cluster_status"), "primary") {
-        return Err("galera cluster component is not Primary".into());
+    // A status the server did not report (NULL, absent) is unknown, not a state:
+    // still down, but saying so.
+    let reported = |name: &str| f.status_var(name).filter(|v| !v.trim().is_empty());
+    match reported("wsrep_cluster_status") {
+        None => return Err("galera cluster status unknown".into()),
+        v if !is(v, "primary") => return Err("galera cluster component is not Primary".into()),
+        _ => {}
     }
-    if !is(f.status_var("wsrep_ready"), "on") {
-        return Err("galera wsrep_ready is not ON".into());
+    match reported("wsrep_ready") {
+        None => return Err("galera wsrep_ready unknown".into()),
+        v if !is(v, "on") => return Err("galera wsrep_ready is not ON".into()),
+        _ => {}
     }
     let state: Option<u32> = f
         .status_var("wsrep_local_state")
@@ -259,15 +262,18 @@ fn galera(f: &Facts, check: &Check) -> Result<(), String> {
     }
     if let Some(v) = f.var("wsrep_reject_queries") {
         if !v.eq_ignore_ascii_case("none") {
-            return Err(format!(
-                "galera rejects queries (wsrep_reject_queries={})",
-                escape(v)
-            ));
+            return Err(match known(v, &["ALL", "ALL_KILL"]) {
+                Some(word) => format!("galera rejects queries (wsrep_reject_queries={word})"),
+                None => "galera rejects queries (wsrep_reject_queries is not NONE)".into(),
+            });
         }
     }
     if let Some(v) = f.var("pxc_maint_mode") {
         if !v.eq_ignore_ascii_case("disabled") {
-            return Err(format!("pxc_maint_mode is {}", escape(v)));
+            return Err(match known(v, &["SHUTDOWN", "MAINTENANCE"]) {
+                Some(word) => format!("pxc_maint_mode is {word}"),
+                None => "pxc_maint_mode is not DISABLED".into(),
+            });
         }
     }
     Ok(())
@@ -288,7 +294,10 @@ fn group(f: &Facts) -> Result<(), String> {
         return Err("group replication configured but this member is not in the group".into());
     };
     if own.state != "ONLINE" {
-        return Err(format!("group replication member {}", escape(&own.state)));
+        return Err(format!(
+            "group replication member {}",
+            known(&own.state, MEMBER_STATES).unwrap_or("state unknown")
+        ));
     }
     // Quorum is held by the members that are reachable: ONLINE ones and those still
     // RECOVERING (a member rejoining after a rolling restart must not take the
@@ -308,15 +317,19 @@ fn group(f: &Facts) -> Result<(), String> {
     Ok(())
 }
 
-/// `/primary` on a Group Replication member: its role must be PRIMARY (before MySQL
-/// 8.0 there is no role column: writability, checked before, decides).
+/// `/primary` on a Group Replication member: its role must be PRIMARY (on MySQL 5.7,
+/// without a role column, the probe derives it from `group_replication_primary_member`;
+/// a role still unknown is refused).
 fn group_primary(f: &Facts) -> Result<(), String> {
     if !f.group_replication() {
         return Ok(());
     }
     match f.own_member() {
-        Some(m) if m.role.is_empty() || m.role == "PRIMARY" => Ok(()),
-        Some(m) => Err(format!("group replication role {}", escape(&m.role))),
+        Some(m) if m.role == "PRIMARY" => Ok(()),
+        Some(m) => Err(format!(
+            "group replication role {}",
+            known(&m.role, MEMBER_ROLES).unwrap_or("unknown")
+        )),
         None => Err("group replication member not found".into()),
     }
 }
@@ -331,6 +344,11 @@ fn group_secondary(f: &Facts, check: &Check, role: Role) -> Verdict {
             State::Down,
             "group replication PRIMARY, not a secondary",
         );
+    }
+    if m.role != "SECONDARY" {
+        // No role known (MySQL 5.7 without its primary-member status): a primary
+        // must never pass as a secondary.
+        return Verdict::new(role, State::Down, "group replication role unknown");
     }
     if check.gr_max_applier_queue > 0 {
         if let OptionalFact::Known(g) = &f.group {
@@ -369,13 +387,29 @@ fn group_secondary(f: &Facts, check: &Check, role: Role) -> Verdict {
     Verdict::new(role, State::Up, "group secondary online")
 }
 
+fn primary(f: &Facts, check: &Check, role: Role) -> Verdict {
+    match writable(f).and_then(|()| group_primary(f)) {
+        Err(why) => Verdict::new(role, State::Down, why),
+        Ok(()) => match replicating_channel(f, check) {
+            Some(name) if !check.primary_allows_replication => Verdict::new(
+                role,
+                State::Down,
+                format!("writable but replicating (channel '{}')", escape(&name)),
+            ),
+            _ => Verdict::new(role, State::Up, ""),
+        },
+    }
+}
+
 fn writable(f: &Facts) -> Result<(), String> {
     match f.read_only() {
         None => Err("read_only not reported by the server".into()),
-        Some(true) => Err(format!(
-            "read_only is {}",
-            f.var("read_only").map(escape).unwrap_or_default()
-        )),
+        Some(true) => Err(
+            match f.var("read_only").and_then(|v| known(v, READ_ONLY_ON)) {
+                Some(word) => format!("read_only is {word}"),
+                None => "read_only is not OFF".into(),
+            },
+        ),
         Some(false) if f.super_read_only() => Err("super_read_only is ON".into()),
         Some(false) => Ok(()),
     }
@@ -435,7 +469,7 @@ fn replica(f: &Facts, check: &Check, max_lag: Duration, role: Role) -> Verdict {
                 State::Down,
                 format!(
                     "replication IO thread not running (channel '{name}': {})",
-                    escape(&c.io_state)
+                    known(&c.io_state, &["No", "Connecting"]).unwrap_or("unknown")
                 ),
             );
         }
@@ -445,7 +479,7 @@ fn replica(f: &Facts, check: &Check, max_lag: Duration, role: Role) -> Verdict {
                 State::Down,
                 format!(
                     "replication SQL thread not running (channel '{name}': {})",
-                    escape(&c.sql_state)
+                    known(&c.sql_state, &["No"]).unwrap_or("unknown")
                 ),
             );
         }
@@ -476,6 +510,19 @@ fn replica(f: &Facts, check: &Check, max_lag: Duration, role: Role) -> Verdict {
 
 fn fmt_secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
+}
+
+/// `read_only` values that mean on (MariaDB 12 adds the `NO_LOCK` ones).
+const READ_ONLY_ON: &[&str] = &["ON", "1", "NO_LOCK", "NO_LOCK_NO_ADMIN"];
+const MEMBER_STATES: &[&str] = &["ONLINE", "RECOVERING", "OFFLINE", "ERROR", "UNREACHABLE"];
+const MEMBER_ROLES: &[&str] = &["PRIMARY", "SECONDARY"];
+
+/// The word of `set` that `value` names (any case), as our own text: bodies carry our
+/// phrases only, never a value the server supplied (README, "Roles").
+fn known(value: &str, set: &[&'static str]) -> Option<&'static str> {
+    set.iter()
+        .copied()
+        .find(|w| w.eq_ignore_ascii_case(value.trim()))
 }
 
 /// Names go into one-line bodies: keep them printable and short.
@@ -1042,6 +1089,161 @@ mod tests {
         );
         // group_replication_* channels never count as async replication for /primary.
         assert_eq!(eval(&primary, Role::Primary).state, State::Up);
+    }
+
+    /// Values the server supplies never reach a body: known enum words are named, any
+    /// other value gets a fixed phrase.
+    #[test]
+    fn server_values_never_reach_a_body() {
+        let evil = "ON\r\nX-Injected: 1";
+        let mut f = writable_facts();
+        f.variables.insert("read_only".into(), evil.into());
+        assert_eq!(
+            eval(&snap(Ok(f)), Role::Primary).reason,
+            "read_only is not OFF"
+        );
+        let mut f = writable_facts();
+        f.variables.insert("read_only".into(), "no_lock".into());
+        assert_eq!(
+            eval(&snap(Ok(f)), Role::Primary).reason,
+            "read_only is NO_LOCK"
+        );
+
+        let reject = galera_facts(&[], &[("wsrep_reject_queries", evil)]);
+        assert_eq!(
+            eval(&snap(Ok(reject)), Role::Health).reason,
+            "galera rejects queries (wsrep_reject_queries is not NONE)"
+        );
+        let pxc = galera_facts(&[], &[("pxc_maint_mode", evil)]);
+        assert_eq!(
+            eval(&snap(Ok(pxc)), Role::Health).reason,
+            "pxc_maint_mode is not DISABLED"
+        );
+
+        let io = snap(Ok(replica_facts(vec![channel("", evil, "Yes", None)])));
+        assert_eq!(
+            eval(&io, Role::Replica).reason,
+            "replication IO thread not running (channel '': unknown)"
+        );
+        let sql = snap(Ok(replica_facts(vec![channel("", "Yes", evil, None)])));
+        assert_eq!(
+            eval(&sql, Role::Replica).reason,
+            "replication SQL thread not running (channel '': unknown)"
+        );
+
+        let odd_state = snap(Ok(gr_facts(
+            "PRIMARY",
+            vec![member("uuid-1", evil, "PRIMARY")],
+            None,
+        )));
+        assert_eq!(
+            eval(&odd_state, Role::Health).reason,
+            "group replication member state unknown"
+        );
+        let odd_role = snap(Ok(gr_facts(
+            "PRIMARY",
+            vec![member("uuid-1", "ONLINE", evil)],
+            None,
+        )));
+        assert_eq!(
+            eval(&odd_role, Role::Primary).reason,
+            "group replication role unknown"
+        );
+        assert_eq!(
+            eval(&odd_role, Role::Replica).reason,
+            "group replication role unknown"
+        );
+        for s in [odd_state, odd_role] {
+            for &r in Role::ALL {
+                assert!(!eval(&s, r).line().contains("Injected"));
+            }
+        }
+    }
+
+    /// NULL (no value) is unknown, said as such; still down.
+    #[test]
+    fn unreported_values_are_unknown() {
+        let mut f = writable_facts();
+        f.variables.insert("offline_mode".into(), String::new());
+        let v = eval(&snap(Ok(f)), Role::Health);
+        assert_eq!(v.state, State::Down);
+        assert_eq!(v.reason, "offline_mode unknown (no value reported)");
+
+        let mut f = galera_facts(&[], &[]);
+        if let OptionalFact::Known(st) = &mut f.status {
+            st.remove("wsrep_cluster_status");
+        }
+        assert_eq!(
+            eval(&snap(Ok(f)), Role::Health).reason,
+            "galera cluster status unknown"
+        );
+        let f = galera_facts(&[("wsrep_ready", "")], &[]);
+        assert_eq!(
+            eval(&snap(Ok(f)), Role::Health).reason,
+            "galera wsrep_ready unknown"
+        );
+    }
+
+    /// (writable | read_only) × (no channels | running | stopped | failed step | not
+    /// collected): `/read-only` is up whenever `/primary` is, a read_only server goes
+    /// through the `/replica` test, and a failed or skipped step is never a pass for it.
+    #[test]
+    fn read_only_is_never_stricter_than_primary() {
+        let failed = || {
+            OptionalFact::Failed(StepFailure {
+                reason: Reason::Privilege,
+                code: Some(1227),
+            })
+        };
+        type Case = (&'static str, &'static str, State, &'static str);
+        let cases: &[Case] = &[
+            ("OFF", "none", State::Up, "writable"),
+            ("OFF", "running", State::Up, "lag 2s"),
+            ("OFF", "stopped", State::Up, "writable"),
+            ("OFF", "failed", State::Up, "writable"),
+            ("OFF", "not collected", State::Up, "writable"),
+            ("ON", "none", State::Down, "read_only and not replicating"),
+            ("ON", "running", State::Up, "lag 2s"),
+            (
+                "ON",
+                "stopped",
+                State::Down,
+                "replication IO thread not running (channel '': No)",
+            ),
+            (
+                "ON",
+                "failed",
+                State::Down,
+                "replication status unavailable: missing privilege (error 1227)",
+            ),
+            (
+                "ON",
+                "not collected",
+                State::Down,
+                "replication status not collected",
+            ),
+        ];
+        for &(ro, channels, state, reason) in cases {
+            let mut f = facts(&[("read_only", ro), ("version", "10.11.6-MariaDB")]);
+            f.channels = match channels {
+                "none" => OptionalFact::Known(vec![]),
+                "running" => OptionalFact::Known(vec![channel("", "Yes", "Yes", Some(2))]),
+                "stopped" => OptionalFact::Known(vec![channel("", "No", "No", None)]),
+                "failed" => failed(),
+                _ => OptionalFact::NotCollected,
+            };
+            let s = snap(Ok(f));
+            let ro_v = eval(&s, Role::ReadOnly);
+            let what = format!("read_only={ro}, channels {channels}");
+            assert_eq!(
+                (ro_v.state, ro_v.reason.as_str()),
+                (state, reason),
+                "{what}"
+            );
+            if eval(&s, Role::Primary).state == State::Up {
+                assert_eq!(ro_v.state, State::Up, "stricter than /primary: {what}");
+            }
+        }
     }
 
     #[test]

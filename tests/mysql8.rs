@@ -202,6 +202,14 @@ impl Mysql8 {
     /// A `mysqlchk serve` against this server: interval and timeout 200 ms, stale after
     /// 3 s, TLS off, the password in a 0600 file; `check_extra` is added to `[check]`.
     fn daemon(&self, check_extra: &str) -> Daemon {
+        self.daemon_timed(
+            "interval = \"200ms\"\ntimeout = \"200ms\"\nstale_after = \"3s\"",
+            check_extra,
+        )
+    }
+
+    /// [`Mysql8::daemon`] with other `interval`, `timeout` and `stale_after` lines.
+    fn daemon_timed(&self, timing: &str, check_extra: &str) -> Daemon {
         let password_file = self.path("password");
         fs::write(&password_file, PASSWORD).expect("password file");
         fs::set_permissions(&password_file, fs::Permissions::from_mode(0o600)).expect("chmod");
@@ -219,9 +227,7 @@ ssl_mode = "disabled"
 connect_timeout = "1s"
 
 [check]
-interval = "200ms"
-timeout = "200ms"
-stale_after = "3s"
+{timing}
 maintenance_file = {maintenance:?}
 {check_extra}
 "#,
@@ -587,12 +593,8 @@ fn replica_status_privilege_error() {
         503,
         "replica: down - replication status unavailable: missing privilege (error 1227)",
     );
-    expect(
-        &d,
-        "/read-only",
-        503,
-        "read-only: down - replication status unavailable: missing privilege (error 1227)",
-    );
+    // Writable: /primary takes it, so /read-only (never stricter) does too.
+    expect(&d, "/read-only", 200, "read-only: up - writable");
     // Judged on the core facts: writable, answers.
     expect(&d, "/primary", 200, "primary: up");
     expect(&d, "/", 200, "health: up");
@@ -876,6 +878,62 @@ fn group_replication_applier_queue() {
     );
 }
 
+/// MySQL 5.7's Group Replication: no `MEMBER_ROLE` column (the primary is the status
+/// variable `group_replication_primary_member`, empty in multi-primary mode) and no
+/// `COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE` (its queue is `COUNT_TRANSACTIONS_IN_QUEUE`).
+fn group57(own_role: &str, primary_member: &str, own_queue: u64) -> Value {
+    let mut s = group_of_three("ONLINE", own_role);
+    s["mysql57"] = json!(true);
+    s["variables"]["version"] = json!("5.7.44-log");
+    s["variables"]["version_comment"] = json!("MySQL Community Server (GPL)");
+    s["status"] = json!({"group_replication_primary_member": primary_member});
+    s["group_member_stats"] = json!([
+        {"MEMBER_ID": DB1_UUID, "COUNT_TRANSACTIONS_IN_QUEUE": 999},
+        {"MEMBER_ID": OWN_UUID, "COUNT_TRANSACTIONS_IN_QUEUE": own_queue},
+        {"MEMBER_ID": DB3_UUID, "COUNT_TRANSACTIONS_IN_QUEUE": 999},
+    ]);
+    s
+}
+
+#[test]
+fn group_replication_on_mysql57() {
+    let emu = Mysql8::start(&group57("PRIMARY", OWN_UUID, 0));
+    let d = emu.daemon("gr_max_applier_queue = 100");
+    expect(&d, "/primary", 200, "primary: up");
+    expect(
+        &d,
+        "/replica",
+        503,
+        "replica: down - group replication PRIMARY, not a secondary",
+    );
+    expect(&d, "/", 200, "health: up");
+
+    emu.set(&group57("SECONDARY", DB1_UUID, 3), 1);
+    expect(&d, "/replica", 200, "replica: up - group secondary online");
+    expect(&d, "/primary", 503, "primary: down - read_only is ON");
+
+    emu.set(&group57("SECONDARY", DB1_UUID, 250), 1);
+    expect(
+        &d,
+        "/replica",
+        503,
+        "replica: down - group replication applier queue 250 exceeds 100",
+    );
+
+    // Multi-primary: no primary named, every ONLINE member is one.
+    emu.set(&group57("PRIMARY", "", 0), 1);
+    expect(&d, "/primary", 200, "primary: up");
+    expect(
+        &d,
+        "/replica",
+        503,
+        "replica: down - group replication PRIMARY, not a secondary",
+    );
+    assert!(emu.statements().iter().any(|s| s
+        == "SELECT COUNT_TRANSACTIONS_IN_QUEUE FROM \
+            performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid"));
+}
+
 /// SPEC §2: when an optional step fails, `/` and `/primary` are judged on the core
 /// facts and only the role that needs the missing fact answers 503. The applier queue
 /// is only needed by `/replica`.
@@ -969,6 +1027,67 @@ fn hung_check_query_times_out() {
     expect(&d, "/", 200, "health: up");
     emu.write(&with(writable(vec![]), "delays", json!({"SELECT 1": 2.0})));
     expect(&d, "/", 503, "health: down - timeout during check query");
+    emu.write(&writable(vec![]));
+    expect(&d, "/", 200, "health: up");
+}
+
+/// A session SET answered after the step deadline: its reply must not be left unread on a
+/// connection that is kept, or every later statement reads the previous one's reply and
+/// the core facts (here `offline_mode`) vanish, so `/` answers 200.
+#[test]
+fn slow_session_setup_fails_the_connect() {
+    let offline = scenario(json!({"read_only": "OFF", "offline_mode": "ON"}), vec![]);
+    // Later than the 200 ms step deadline, earlier than two of them: the reply arrives
+    // while the next statement waits for its own.
+    let slow = with(
+        offline.clone(),
+        "delays",
+        json!({"SET SESSION wsrep_sync_wait": 0.3}),
+    );
+    let emu = Mysql8::start(&slow);
+    let d = emu.daemon("");
+    expect(&d, "/", 503, "health: down - timeout during connect");
+    for _ in 0..10 {
+        let (status, body) = http_get(d.http_port(), "/");
+        assert_eq!(
+            (status, body.trim_end()),
+            (503, "health: down - timeout during connect")
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    emu.write(&offline);
+    expect(&d, "/", 503, "health: down - offline_mode is ON");
+    emu.write(&writable(vec![]));
+    expect(&d, "/", 200, "health: up");
+}
+
+/// A server slow at every step, each within `check.timeout`: the round as a whole is
+/// cut at its deadline (here 1.28 s: (stale_after - interval) less a fifth), in the
+/// status step, so the verdict names it instead of the snapshot going stale between
+/// rounds.
+#[test]
+fn slow_steps_hit_the_round_deadline_not_staleness() {
+    let slow = with(
+        writable(vec![]),
+        "delays",
+        json!({"SHOW GLOBAL VARIABLES": 0.5, "SELECT 1": 0.5, "SHOW GLOBAL STATUS": 0.85,
+               "SHOW REPLICA STATUS": 0.85}),
+    );
+    let emu = Mysql8::start(&slow);
+    let d = emu.daemon_timed(
+        "interval = \"900ms\"\ntimeout = \"900ms\"\nstale_after = \"2500ms\"",
+        "",
+    );
+    let want = "health: down - timeout during status counters";
+    expect(&d, "/", 503, want);
+    // Rounds of 2.7 s against a 2.5 s stale bound: without the round deadline the
+    // answer would turn `stale` between rounds. With it, it stays put.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        let (status, body) = http_get(d.http_port(), "/");
+        assert_eq!((status, body.trim_end()), (503, want));
+        thread::sleep(Duration::from_millis(100));
+    }
     emu.write(&writable(vec![]));
     expect(&d, "/", 200, "health: up");
 }

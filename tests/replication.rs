@@ -268,4 +268,18 @@ fn missing_privilege_is_a_reason_not_a_crash() {
         metrics.contains("mysqlchk_role_up{role=\"primary\"} 1"),
         "{metrics}"
     );
+    // Every round's failed step is counted, though no round fails as a whole.
+    let privilege = || {
+        let text = http_get(p, "/metrics").1;
+        text.lines()
+            .find_map(|l| l.strip_prefix("mysqlchk_probe_errors_total{reason=\"privilege\"} "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no privilege counter in {text}"))
+    };
+    let first = privilege();
+    wait_until(
+        Duration::from_secs(15),
+        "the privilege counter to grow",
+        || privilege() >= first.max(1) + 2,
+    );
 }

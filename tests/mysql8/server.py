@@ -28,6 +28,10 @@ file, then rename it over the old one) without restarting anything. Keys (all op
                        same way from rows/group_members.json (default "online_secondary").
     group_member_stats rows of performance_schema.replication_group_member_stats, from
                        rows/group_member_stats.json (default "secondary_idle").
+    mysql57            true: the performance_schema Group Replication tables have MySQL
+                       5.7's columns (no MEMBER_ROLE / MEMBER_VERSION, no
+                       COUNT_TRANSACTIONS_REMOTE_*: naming one is error 1054); set
+                       `version` and the `group_replication_primary_member` status too.
     errors             {"STATEMENT PREFIX": code or {"code": N, "message": "..."}}: any
                        statement starting with the prefix (case and spacing ignored) gets
                        that error reply instead of an answer.
@@ -180,6 +184,21 @@ MEMBER_STATS = Table(
     read_rows("group_member_stats.json"),
     "secondary_idle",
 )
+# The columns MySQL 5.7 has, in its order (a subset of the 8.0 tables above).
+MYSQL57_COLUMNS = {
+    "replication_group_members": ["CHANNEL_NAME", "MEMBER_ID", "MEMBER_HOST", "MEMBER_PORT", "MEMBER_STATE"],
+    "replication_group_member_stats": [
+        "CHANNEL_NAME",
+        "VIEW_ID",
+        "MEMBER_ID",
+        "COUNT_TRANSACTIONS_IN_QUEUE",
+        "COUNT_TRANSACTIONS_CHECKED",
+        "COUNT_CONFLICTS_DETECTED",
+        "COUNT_TRANSACTIONS_ROWS_VALIDATING",
+        "TRANSACTIONS_COMMITTED_ALL_MEMBERS",
+        "LAST_CONFLICT_FREE_TRANSACTION",
+    ],
+}
 PERFORMANCE_SCHEMA = {
     "replication_group_members": (MEMBERS, "group_members"),
     "replication_group_member_stats": (MEMBER_STATS, "group_member_stats"),
@@ -388,12 +407,15 @@ class EmulatedSession(Session):
             rhs = cm.group(2)
             value = self.lookup_variable(rhs) if rhs.startswith("@@") else quoted(rhs)[0]
             rows = [r for r in rows if str(r[cm.group(1).upper()]) == str(value)]
+        known = table.names
+        if SCENARIO.data.get("mysql57"):
+            known = MYSQL57_COLUMNS[key]
         if projection.strip() == "*":
-            names = table.names
+            names = known
         else:
             names = [p.strip().upper() for p in projection.split(",")]
             for n in names:
-                if n not in table.names:
+                if n not in known:
                     raise MysqlError(f"Unknown column '{n}' in 'field list'", code=1054)  # type: ignore[arg-type]
         cols = [table.result_columns[table.names.index(n)] for n in names]
         return [[r[n] for n in names] for r in rows], cols
