@@ -86,6 +86,13 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
+        // The daemon reads every MYSQLCHK_* variable as a setting and refuses unknown
+        // ones: the test harness's own knobs (MYSQLCHK_MIMIC_VENV, ...) must not reach it.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("MYSQLCHK_") {
+                cmd.env_remove(&k);
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v.replace(CONFIG_PLACEHOLDER, config));
         }
