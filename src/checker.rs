@@ -27,15 +27,18 @@ pub async fn direct_round(config: &Config) -> Snapshot {
     let started = Instant::now();
     let outcome = probe.round().await;
     probe.close().await;
-    snapshot(1, started, outcome, &config.check)
+    snapshot(1, started, outcome, &config.check).await
 }
 
-fn snapshot(
+async fn snapshot(
     seq: u64,
     started: Instant,
     outcome: Result<crate::facts::Facts, ProbeError>,
     check: &Check,
 ) -> Snapshot {
+    // Off the async workers and under the round's deadline: a FIFO or a hung mount
+    // must not hold a worker (nor the loop), and still reads as maintenance.
+    let maintenance = maintenance::read_async(&check.maintenance_file, check.timeout).await;
     let taken = Instant::now();
     Snapshot {
         seq,
@@ -43,7 +46,7 @@ fn snapshot(
         wall: SystemTime::now(),
         duration: taken - started,
         outcome,
-        maintenance: maintenance::read(&check.maintenance_file),
+        maintenance,
     }
 }
 
@@ -151,7 +154,8 @@ pub async fn run(
                         detail: "panic in probe round".into(),
                     }),
                     &cfg.check,
-                );
+                )
+                .await;
                 metrics.probe_error(Reason::Internal);
                 shared.publish(s);
                 tokio::select! {
@@ -185,7 +189,7 @@ async fn rounds(
         if let Err(e) = &outcome {
             metrics.probe_error(e.reason);
         }
-        let snap = snapshot(seq, started, outcome, &cfg.check);
+        let snap = snapshot(seq, started, outcome, &cfg.check).await;
         metrics.round(snap.duration);
         transitions.observe(&snap, &cfg.check);
         shared.publish(snap);
