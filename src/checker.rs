@@ -27,15 +27,18 @@ pub async fn direct_round(config: &Config) -> Snapshot {
     let started = Instant::now();
     let outcome = probe.round().await;
     probe.close().await;
-    snapshot(1, started, outcome, &config.check)
+    snapshot(1, started, outcome, &config.check).await
 }
 
-fn snapshot(
+async fn snapshot(
     seq: u64,
     started: Instant,
     outcome: Result<crate::facts::Facts, ProbeError>,
     check: &Check,
 ) -> Snapshot {
+    // Off the async workers and under the round's deadline: a FIFO or a hung mount
+    // must not hold a worker (nor the loop), and still reads as maintenance.
+    let maintenance = maintenance::read_async(&check.maintenance_file, check.timeout).await;
     let taken = Instant::now();
     Snapshot {
         seq,
@@ -43,7 +46,7 @@ fn snapshot(
         wall: SystemTime::now(),
         duration: taken - started,
         outcome,
-        maintenance: maintenance::read(&check.maintenance_file),
+        maintenance,
     }
 }
 
@@ -182,7 +185,8 @@ pub async fn run(
                         detail: "panic in probe round".into(),
                     }),
                     &cfg.check,
-                );
+                )
+                .await;
                 metrics.probe_error(Reason::Internal);
                 lock(&transitions).observe(&s, &cfg.check);
                 shared.publish(s);
@@ -218,7 +222,7 @@ async fn rounds(
             Err(e) => metrics.probe_error(e.reason),
             Ok(f) => f.errors().into_iter().for_each(|r| metrics.probe_error(r)),
         }
-        let snap = snapshot(seq, started, outcome, &cfg.check);
+        let snap = snapshot(seq, started, outcome, &cfg.check).await;
         metrics.round(snap.duration);
         lock(&transitions).observe(&snap, &cfg.check);
         shared.publish(snap);
@@ -276,7 +280,11 @@ mod tests {
             crate::config::from_str("[listen]\nhttp=\"127.0.0.1:1\"\n", "t", &Default::default())
                 .unwrap()
                 .config;
-        snapshot(
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(snapshot(
             1,
             Instant::now(),
             Err(ProbeError {
@@ -286,7 +294,7 @@ mod tests {
                 detail: "panic in probe round".into(),
             }),
             &cfg.check,
-        )
+        ))
     }
 
     /// A round that panics every interval: one ERROR line, and the transition line.

@@ -825,14 +825,19 @@ impl Reader<'_> {
     }
 
     fn check_password_file(&mut self, p: &Path, key: &str) {
-        match std::fs::read(p) {
-            Ok(_) => self.check_permissions(p, key),
-            Err(e) => self.errors.push(format!(
-                "{}: {key} = {:?}: cannot read: {e}",
-                self.source,
-                p.display().to_string()
-            )),
-        }
+        use crate::smallfile::{self, Links};
+        // Bounded and non-blocking as the reads before each connect: a FIFO here
+        // would otherwise hang the start, or a reload on the daemon's runtime.
+        let problem = match smallfile::read(p, crate::probe::MAX_PASSWORD_FILE, Links::Follow) {
+            Ok(_) => return self.check_permissions(p, key),
+            Err(smallfile::Error::Io(e)) => format!("cannot read: {e}"),
+            Err(e) => e.to_string(),
+        };
+        self.errors.push(format!(
+            "{}: {key} = {:?}: {problem}",
+            self.source,
+            p.display().to_string()
+        ));
     }
 
     fn check_permissions(&mut self, p: &Path, key: &str) {
@@ -1305,6 +1310,19 @@ mod tests {
         assert!(l.warnings.is_empty());
         let missing = format!("{LOOPBACK}[mysql]\npassword_file = \"/nonexistent/pw\"\n");
         assert!(errs(&missing, &[])[0].contains("cannot read"));
+        // A FIFO is refused at once (a blocking open would wait for a writer forever).
+        let fifo = dir.path().join("fifo");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let text = format!(
+            "{LOOPBACK}[mysql]\npassword_file = {:?}\n",
+            fifo.display().to_string()
+        );
+        let e = errs(&text, &[]);
+        assert!(e[0].ends_with("is not a regular file (a FIFO)"), "{e:?}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Layout: `probe` talks to MySQL and `checker` runs it periodically into immutable
 //! `snapshot`s; `verdict` is the pure judgement every responder shares (`endpoints` for
 //! HTTP via `serve`, `agent` for HAProxy's agent-check, `inetd` and `plugin` for
-//! one-shot use); `config` and `mycnf` read settings; `daemon` wires it together.
+//! one-shot use); `config` and `mycnf` read settings (`smallfile` is the one bounded, non-blocking
+//! read of the files re-read while running); `daemon` wires it together.
 #![deny(unsafe_code)]
 
 pub mod access;
@@ -24,6 +25,7 @@ pub mod plugin;
 pub mod probe;
 pub mod secret;
 pub mod serve;
+pub mod smallfile;
 pub mod snapshot;
 pub mod status;
 pub mod sys;

@@ -31,7 +31,8 @@
 //! skips it), as is nesting deeper than [`MAX_INCLUDE_DEPTH`] (MySQL warns and skips)
 //! and an include cycle; relative include paths are resolved against the including
 //! file's directory (MySQL uses the working directory, which for a daemon is arbitrary);
-//! files must be UTF-8 and at most 1 MiB.
+//! files must be regular files (a FIFO or device is refused, never waited on), UTF-8
+//! and at most 1 MiB.
 //!
 //! Invariants:
 //! - Never panics, whatever the input (no unchecked indexing or `unwrap` on input).
@@ -43,8 +44,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::secret::Secret;
@@ -560,20 +560,18 @@ enum ReadError {
     Invalid(MyCnfError),
 }
 
-/// The file's text, refusing anything over [`MAX_FILE_SIZE`] or not UTF-8.
+/// The file's text, refusing anything over [`MAX_FILE_SIZE`], not a regular file
+/// (a FIFO would block the open, `/dev/zero` never end) or not UTF-8. Symlinks are
+/// followed: distributions link `/etc/mysql/my.cnf` through `/etc/alternatives`.
 fn read_text(path: &Path, name: &str) -> Result<String, ReadError> {
-    let file = File::open(path).map_err(ReadError::Io)?;
-    let mut bytes = Vec::new();
-    // One byte over the limit is enough to know it is too large, without reading all
-    // of a huge (or endless) file.
-    file.take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
-    if bytes.len() as u64 > MAX_FILE_SIZE {
-        return Err(ReadError::Invalid(MyCnfError::TooLarge {
+    use crate::smallfile::{self, Links};
+    let bytes = smallfile::read(path, MAX_FILE_SIZE, Links::Follow).map_err(|e| match e {
+        smallfile::Error::TooLarge(_) => ReadError::Invalid(MyCnfError::TooLarge {
             file: name.to_owned(),
-        }));
-    }
+        }),
+        smallfile::Error::Io(e) => ReadError::Io(e),
+        other => ReadError::Io(io::Error::other(other.to_string())),
+    })?;
     String::from_utf8(bytes).map_err(|error| {
         let valid = error.as_bytes().get(..error.utf8_error().valid_up_to());
         let line = valid.map_or(0, |bytes| bytes.iter().filter(|&&b| b == b'\n').count()) + 1;
@@ -588,6 +586,7 @@ fn read_text(path: &Path, name: &str) -> Result<String, ReadError> {
 mod tests {
     use super::*;
     use std::fs;
+    use std::fs::File;
 
     /// Parse `text` as one file and apply it, like `load` without the file system.
     fn options(text: &str) -> Result<ClientOptions, MyCnfError> {
@@ -1022,6 +1021,30 @@ mod tests {
         let main = write(dir.path(), "my.cnf", "!include locked.cnf\n");
         let err = load(&main).expect_err("unreadable");
         assert!(err.to_string().contains("locked.cnf"), "{err}");
+    }
+
+    /// A FIFO (given or included) would block `open` until a writer came: refused
+    /// at once instead, naming the file.
+    #[test]
+    fn fifo_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("pipe.cnf");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(st.success());
+        let err = load(&fifo).expect_err("fifo");
+        assert!(matches!(err, MyCnfError::Read { .. }), "{err}");
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        let main = write(dir.path(), "my.cnf", "[client]\n!include pipe.cnf\n");
+        let err = load(&main).expect_err("included fifo");
+        assert!(matches!(err, MyCnfError::Include { line: 2, .. }), "{err}");
+        // !includedir takes only regular files: a FIFO there is skipped, never opened.
+        write(dir.path(), "d/a.cnf", "[client]\nuser=a\n");
+        std::fs::rename(&fifo, dir.path().join("d/pipe.cnf")).expect("mv");
+        let main = write(dir.path(), "my2.cnf", "!includedir d\n");
+        assert_eq!(load(&main).expect("loads").user.as_deref(), Some("a"));
     }
 
     #[test]

@@ -238,14 +238,30 @@ pub fn classify(err: &mysql_async::Error, step: Step) -> ProbeError {
 }
 
 /// User and password for the next connect, re-read from their files each time.
-fn credentials(mysql: &Mysql) -> Result<(String, Option<Secret>), ProbeError> {
+/// Largest password file read: a password is short, and the cap keeps a wrong path
+/// (a log file) from being read whole before every connect.
+pub const MAX_PASSWORD_FILE: u64 = 64 * 1024;
+
+/// The account and password for the next connect, re-reading any file (so rotation
+/// needs no restart). Files are read off the async workers under the connect
+/// deadline and never block on a FIFO; an unreadable file fails the connect
+/// (`internal`) with a detail naming the file, never its contents.
+async fn credentials(mysql: &Mysql) -> Result<(String, Option<Secret>), ProbeError> {
     let cred_err = |what: String| ProbeError::new(Reason::Internal, Step::Connect, what);
     match &mysql.credentials {
         Credentials::None => Ok((mysql.user.clone(), None)),
         Credentials::Inline(s) => Ok((mysql.user.clone(), Some(s.clone()))),
         Credentials::PasswordFile(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| cred_err(format!("cannot read {}: {e}", p.display())))?;
+            use crate::smallfile::{self, Links};
+            let path = p.clone();
+            // Kubernetes secrets and systemd credentials are symlinks: follow them.
+            let read = move || smallfile::read(&path, MAX_PASSWORD_FILE, Links::Follow);
+            let bytes = smallfile::off_worker(p, mysql.connect_timeout, read)
+                .await
+                .and_then(|r| r)
+                .map_err(|e| cred_err(format!("password file {e}: {}", p.display())))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| cred_err(format!("password file is not UTF-8: {}", p.display())))?;
             // One trailing newline is an editor's, not the password's.
             let pw = text
                 .strip_suffix('\n')
@@ -254,7 +270,12 @@ fn credentials(mysql: &Mysql) -> Result<(String, Option<Secret>), ProbeError> {
             Ok((mysql.user.clone(), Some(Secret::new(pw))))
         }
         Credentials::DefaultsFile(p) => {
-            let opts = crate::mycnf::load(p).map_err(|e| cred_err(e.to_string()))?;
+            let path = p.clone();
+            let load = move || crate::mycnf::load(&path);
+            let opts = crate::smallfile::off_worker(p, mysql.connect_timeout, load)
+                .await
+                .map_err(|e| cred_err(format!("option file {e}: {}", p.display())))?
+                .map_err(|e| cred_err(e.to_string()))?;
             Ok((
                 opts.user.unwrap_or_else(|| mysql.user.clone()),
                 opts.password,
@@ -582,7 +603,7 @@ impl Probe {
     }
 
     async fn connect(&mut self) -> Result<Conn, ProbeError> {
-        let (user, password) = credentials(&self.mysql)?;
+        let (user, password) = credentials(&self.mysql).await?;
         let want_tls = self.mysql.ssl_mode != SslMode::Disabled
             && matches!(self.mysql.target, Target::Tcp { .. })
             && !self.server_lacks_tls;

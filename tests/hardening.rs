@@ -254,3 +254,226 @@ fn random_garbage_never_hurts() {
     assert!(common::process_alive(d.pid()));
     assert!(!d.log().contains("panicked"));
 }
+
+/// A daemon checking every `interval_ms` whose `[check]` section gets `check_extra` and
+/// whose `[mysql]` section gets `mysql_extra` (the password comes from the environment
+/// unless that sets a password file).
+fn daemon_files(user: &str, interval_ms: u64, mysql_extra: &str, check_extra: &str) -> Daemon {
+    let db = MariaDb::shared();
+    let http = free_port();
+    db.create_checker_user(user, PASSWORD);
+    let env: &[(&str, &str)] = if mysql_extra.contains("password_file") {
+        &[]
+    } else {
+        &[("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)]
+    };
+    Daemon::start(
+        &format!(
+            "[listen]\nhttp = \"127.0.0.1:{http}\"\n[mysql]\nport = {}\nuser = \"{user}\"\n{mysql_extra}\n\
+             [check]\ninterval = \"{interval_ms}ms\"\ntimeout = \"{interval_ms}ms\"\nstale_after = \"3s\"\n{check_extra}\n",
+            db.port()
+        ),
+        env,
+    )
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let st = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo");
+    assert!(st.success(), "mkfifo {}", path.display());
+}
+
+/// Ask `/live`, `/` and `/status` in turn for `span`; every answer must come within
+/// 500 ms. Returns the slowest and how many were asked.
+fn answers_stay_fast(port: u16, span: Duration) -> (Duration, usize) {
+    let started = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut asked = 0;
+    while started.elapsed() < span {
+        for path in ["/live", "/", "/status"] {
+            let t = Instant::now();
+            let raw = common::http_raw(
+                addr(port),
+                format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes(),
+                Duration::from_secs(2),
+            );
+            let took = t.elapsed();
+            assert!(
+                common::parse_http_response(&raw).is_some(),
+                "{path}: no answer within 2 s (after {asked} answers)"
+            );
+            assert!(
+                took < Duration::from_millis(500),
+                "{path} took {took:?} (after {asked} answers)"
+            );
+            worst = worst.max(took);
+            asked += 1;
+        }
+    }
+    (worst, asked)
+}
+
+fn in_maintenance(port: u16) -> String {
+    let mut last = String::new();
+    wait_until(Duration::from_secs(10), "maintenance on /", || {
+        last = http_get(port, "/").1;
+        last.starts_with("maintenance:")
+    });
+    last
+}
+
+#[test]
+fn maintenance_file_as_fifo_or_swapped_symlink_never_stalls_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("maintenance");
+    mkfifo(&flag);
+    let d = daemon_files(
+        "hfifo",
+        // Many rounds, so that many of them meet the swaps below.
+        20,
+        "",
+        &format!("maintenance_file = \"{}\"", flag.display()),
+    );
+    let p = d.http_port();
+    let body = in_maintenance(p);
+    let (worst, n) = answers_stay_fast(p, Duration::from_secs(3));
+    eprintln!("FIFO flag: slowest of {n} answers {worst:?}");
+
+    // Swap a regular flag and a symlink to a FIFO in turns, as fast as the kernel
+    // can (one atomic exchange each): a check of the path and a later open that
+    // follows a symlink would meet the FIFO.
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let link = dir.path().join("link");
+    std::fs::remove_file(&flag).unwrap();
+    std::fs::write(&flag, "reason=swap\n").unwrap();
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &std::path::Path| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        let (a, b) = (c(&flag), c(&link));
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: two valid NUL-terminated paths; no memory is shared.
+                let rc = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                assert_eq!(rc, 0, "renameat2: {}", std::io::Error::last_os_error());
+            }
+        })
+    };
+    let res = std::panic::catch_unwind(|| answers_stay_fast(p, Duration::from_secs(3)));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    let (worst, n) = res.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    eprintln!("swapped flag: slowest of {n} answers {worst:?}");
+    // Replaced, not written through: the flag may be the symlink to the FIFO now.
+    let steady = dir.path().join("steady");
+    std::fs::write(&steady, "reason=steady\n").unwrap();
+    std::fs::rename(&steady, &flag).unwrap();
+    wait_until(Duration::from_secs(10), "the steady reason", || {
+        http_get(p, "/").1.contains("steady")
+    });
+    assert_eq!(http_get(p, "/live"), (200, "live: up\n".into()));
+    assert!(
+        body.contains("FIFO"),
+        "the reason names the culprit: {body}"
+    );
+}
+
+/// Peak and current resident memory of `pid`, in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+#[test]
+fn a_huge_maintenance_file_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("maintenance");
+    let d = daemon_files(
+        "hhuge",
+        200,
+        "",
+        &format!("maintenance_file = \"{}\"", flag.display()),
+    );
+    let p = d.http_port();
+    healthy(p);
+    // 100 MB, sparse: cheap to make, expensive to read.
+    let f = std::fs::File::create(&flag).unwrap();
+    f.set_len(100 * 1024 * 1024).unwrap();
+    drop(f);
+    let body = in_maintenance(p);
+    // Several rounds (200 ms each) with the file in place.
+    let seq = |p| {
+        let doc: serde_json::Value =
+            serde_json::from_str(&http_get(p, "/status").1).expect("status JSON");
+        doc["snapshot"]["seq"].as_u64().unwrap_or(0)
+    };
+    let first = seq(p);
+    wait_until(Duration::from_secs(10), "five more rounds", || {
+        seq(p) >= first + 5
+    });
+    let (peak, now) = rss_kib(d.pid());
+    eprintln!("with a 100 MB maintenance file: VmHWM {peak} kB, VmRSS {now} kB");
+    assert!(peak < 40 * 1024, "peak RSS {peak} kB");
+    assert!(http_get(p, "/").1.starts_with("maintenance:"));
+    assert!(body.contains("larger than"), "{body}");
+}
+
+#[test]
+fn a_password_file_replaced_by_a_fifo_never_stalls_answers() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = MariaDb::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let d = daemon_files(
+        "hpwfifo",
+        200,
+        &format!("password_file = \"{}\"", pw.display()),
+        "",
+    );
+    let p = d.http_port();
+    healthy(p);
+    // Swap in a FIFO nobody writes to, then make the checker reconnect.
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    std::fs::rename(&fifo, &pw).unwrap();
+    let session = db.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE USER='hpwfifo'");
+    for id in session.lines() {
+        let _ = db.try_sql(&format!("KILL {}", id.trim()));
+    }
+    let (worst, n) = answers_stay_fast(p, Duration::from_secs(3));
+    eprintln!("FIFO password file: slowest of {n} answers {worst:?}");
+    let mut last = String::new();
+    wait_until(Duration::from_secs(10), "an internal error on /", || {
+        last = http_get(p, "/").1;
+        last == "health: down - internal error during connect\n"
+    });
+    let doc: serde_json::Value = serde_json::from_str(&http_get(p, "/status").1).unwrap();
+    let msg = doc["snapshot"]["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("password file") && msg.contains("FIFO"),
+        "{doc}"
+    );
+    assert_eq!(http_get(p, "/live"), (200, "live: up\n".into()));
+}
