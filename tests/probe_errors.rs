@@ -47,6 +47,8 @@ ssl_mode = "disabled"
 connect_timeout = "5s"
 
 [check]
+# Staleness must leave room for the long connect deadline (a config rule).
+stale_after = "10s"
 maintenance_file = "{maint}"
 "#,
             http = free_port(),
