@@ -204,10 +204,15 @@ fn tls_is_on_by_default_in_11_8() {
 /// HAProxy sees it); panics unless it succeeds.
 fn generate(args: &[&str], state: &Path) -> String {
     let mut cmd = Command::new(BIN);
+    // The generated admin socket goes beside the state file: the chroot has no
+    // /run/haproxy.
+    let socket = state.with_file_name("generated-admin.sock");
     cmd.arg("haproxy-config")
         .args(args)
         .arg("--state-file")
-        .arg(state);
+        .arg(state)
+        .arg("--stats-socket")
+        .arg(socket);
     let out = process::run_with_timeout(cmd, Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("mysqlchk haproxy-config: {e}"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
