@@ -15,11 +15,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Check, Config};
+use crate::facts::{ProbeError, Reason, Step};
 use crate::maintenance;
 use crate::metrics::Metrics;
-use crate::probe::{Probe, ProbeError, Reason, Step};
+use crate::probe::Probe;
+use crate::role::Role;
 use crate::snapshot::{Shared, Snapshot};
-use crate::verdict::{evaluate, Role, State};
+use crate::verdict::{evaluate, State};
 
 /// Run one direct round (for `check` and `inetd`): connect, read, close.
 pub async fn direct_round(config: &Config) -> Snapshot {

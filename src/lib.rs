@@ -1,45 +1,36 @@
 //! mysqlchk: the health-check agent that tells HAProxy (and Kubernetes, and monitoring)
 //! whether a MySQL / MariaDB / Percona server can take traffic now, and in which role.
 //!
-//! Layout: `probe` talks to MySQL and `checker` runs it periodically into immutable
-//! `snapshot`s; `verdict` is the pure judgement every responder shares (`endpoints` for
-//! HTTP via `serve`, `agent` for HAProxy's agent-check, `inetd` and `plugin` for
-//! one-shot use); `config` and `mycnf` read settings (`smallfile` is the one bounded, non-blocking
-//! read of the files re-read while running); `daemon` wires it together.
+//! Crate map, in the order data flows (a module imports only modules listed above it):
+//!
+//! - `sys`, `smallfile`: leaf utilities (the few syscalls, the only `unsafe`; bounded,
+//!   non-blocking reads of the files re-read while running);
+//! - `role`: the role a client asks about, vocabulary shared by everything below;
+//! - `config`: TOML + environment → validated settings (`mycnf`, `secret` inside);
+//! - `facts`: what a round learned, and why a round or step failed (`Reason`, ...);
+//! - `probe`: one MySQL connection and the round that reads facts over it;
+//! - `maintenance`: the operator's maintenance flag file;
+//! - `snapshot`: the immutable result of a round, published for the responders;
+//! - `verdict`: the one pure judgement every responder and command shares;
+//! - `metrics`: the Prometheus exposition and its fixed label sets;
+//! - `checker`: probe → snapshot every interval, logging transitions;
+//! - `respond`: the HTTP and agent-check responders (accept, endpoints, agent, status);
+//! - `daemon`: `serve` wired together (listeners, reload, hand-over, systemd);
+//! - `cli`: the commands (`serve`, `check`, `validate`, `maintenance`, `inetd`,
+//!   `haproxy-config`); `src/main.rs` only calls `cli::main`.
 #![deny(unsafe_code)]
 
-#[path = "respond/access.rs"]
-pub mod access;
-#[path = "respond/agent.rs"]
-pub mod agent;
-pub mod checker;
-pub mod config;
-pub mod daemon;
-#[path = "respond/endpoints.rs"]
-pub mod endpoints;
-pub mod facts;
-#[path = "cli/haproxy_config.rs"]
-pub mod haproxy_config;
-#[path = "respond/http.rs"]
-pub mod http;
-#[path = "cli/inetd.rs"]
-pub mod inetd;
-pub mod maintenance;
-pub mod metrics;
-#[path = "config/mycnf.rs"]
-pub mod mycnf;
-#[path = "cli/plugin.rs"]
-pub mod plugin;
-pub mod probe;
-#[path = "config/secret.rs"]
-pub mod secret;
-#[path = "respond/accept.rs"]
-pub mod serve;
-pub mod smallfile;
-pub mod snapshot;
-#[path = "respond/status.rs"]
-pub mod status;
 pub mod sys;
-#[path = "daemon/systemd.rs"]
-pub mod systemd;
+pub mod smallfile;
+pub mod role;
+pub mod config;
+pub mod facts;
+pub mod probe;
+pub mod maintenance;
+pub mod snapshot;
 pub mod verdict;
+pub mod metrics;
+pub mod checker;
+pub mod respond;
+pub mod daemon;
+pub mod cli;

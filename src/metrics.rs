@@ -9,10 +9,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::endpoints::ENDPOINT_LABELS;
-use crate::probe::Reason;
+use crate::facts::Reason;
+use crate::role::Role;
 use crate::snapshot::Shared;
-use crate::verdict::{evaluate, Role, State};
+use crate::verdict::{evaluate, State};
+
+/// The HTTP paths, as metric label values (a fixed set: unknown paths are `other`);
+/// `Endpoint::label` names one of these.
+pub const ENDPOINT_LABELS: &[&str] = &[
+    "health",
+    "primary",
+    "replica",
+    "read-only",
+    "live",
+    "status",
+    "metrics",
+    "other",
+];
 
 const STATUSES: &[u16] = &[200, 400, 403, 404, 405, 408, 431, 503];
 /// Upper bounds (seconds) of the round-duration histogram buckets.

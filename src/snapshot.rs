@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwapOption;
 
 use crate::facts::Facts;
+use crate::facts::ProbeError;
 use crate::maintenance::Maintenance;
-use crate::probe::ProbeError;
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {

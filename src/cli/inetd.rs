@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
-use crate::access::allowed;
 use crate::config::{self, Config};
-use crate::endpoints::{respond, View};
-use crate::http::{parse, Method, Parsed, Request, Response, MAX_REQUEST};
 use crate::metrics::Metrics;
+use crate::respond::access::allowed;
+use crate::respond::endpoints::{respond, View};
+use crate::respond::http::{parse, Method, Parsed, Request, Response, MAX_REQUEST};
 use crate::snapshot::Shared;
 
 /// The peer on stdin when it is a TCP socket; `None` for a pipe or terminal.

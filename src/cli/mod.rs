@@ -10,9 +10,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use mysqlchk::config::{self, Config, LogFormat};
-use mysqlchk::verdict::Role;
-use mysqlchk::{checker, daemon, inetd, maintenance, plugin};
+use crate::config::{self, Config, LogFormat};
+use crate::role::Role;
+use crate::{checker, daemon, maintenance};
+
+pub mod haproxy_config;
+mod inetd;
+mod plugin;
 
 const EX_CONFIG: u8 = 78;
 
@@ -113,13 +117,13 @@ enum MaintenanceAction {
     Status,
 }
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let sub = subcommand(&args);
     if sub == Some("inetd") {
         // stderr is the client's socket under xinetd: silence it before anything,
         // clap included, can write there.
-        mysqlchk::sys::silence_stderr();
+        crate::sys::silence_stderr();
     }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
@@ -239,7 +243,7 @@ fn serve(cli: Option<&Path>) -> i32 {
     };
     init_logging(&cfg);
     let want = cfg.listen.max_connections as u64 * 2 + 64;
-    let nofile = mysqlchk::sys::raise_nofile(want);
+    let nofile = crate::sys::raise_nofile(want);
     let env = config::process_env();
     let listeners = match daemon::prepare(&cfg, &env) {
         Ok(l) => l,
@@ -501,7 +505,7 @@ fn daemon_maintenance(addr: std::net::SocketAddr) -> Seen {
 }
 
 fn haproxy_config(a: HaproxyArgs) -> i32 {
-    use mysqlchk::haproxy_config::{parse_servers, render, Options, Topology};
+    use haproxy_config::{parse_servers, render, Options, Topology};
     let servers = match parse_servers(&a.servers) {
         Ok(s) => s,
         Err(e) => {

@@ -17,8 +17,12 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::secret::Secret;
-use crate::verdict::Role;
+use crate::role::Role;
+
+pub mod mycnf;
+pub mod secret;
+
+use secret::Secret;
 
 pub const DEFAULT_PATH: &str = "/etc/mysqlchk/mysqlchk.toml";
 pub const ENV_CONFIG: &str = "MYSQLCHK_CONFIG";
@@ -752,7 +756,7 @@ impl Reader<'_> {
             self.check_password_file(&p, "mysql.password_file");
             Credentials::PasswordFile(p)
         } else if let Some(p) = defaults_file {
-            if let Err(e) = crate::mycnf::load(&p) {
+            if let Err(e) = crate::config::mycnf::load(&p) {
                 self.errors
                     .push(format!("{}: mysql.defaults_file: {e}", self.source));
             }
@@ -828,7 +832,7 @@ impl Reader<'_> {
         use crate::smallfile::{self, Links};
         // Bounded and non-blocking as the reads before each connect: a FIFO here
         // would otherwise hang the start, or a reload on the daemon's runtime.
-        let problem = match smallfile::read(p, crate::probe::MAX_PASSWORD_FILE, Links::Follow) {
+        let problem = match smallfile::read(p, secret::MAX_PASSWORD_FILE, Links::Follow) {
             Ok(_) => return self.check_permissions(p, key),
             Err(smallfile::Error::Io(e)) => format!("cannot read: {e}"),
             Err(e) => e.to_string(),

@@ -47,7 +47,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::secret::Secret;
+use crate::config::secret::Secret;
 
 /// Largest option file accepted, in bytes. Real ones are a few hundred bytes; the cap
 /// keeps a wrong path (a log file, `/dev/zero`) from eating memory.

@@ -38,9 +38,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
-use crate::serve::{http_loop, Ctx};
+use crate::respond::accept::Ctx;
+use crate::respond::http_conn::http_loop;
 use crate::snapshot::Shared;
-use crate::systemd::{classify, inherited, Kind, Notifier};
+
+pub mod systemd;
+
+use systemd::{classify, inherited, Kind, Notifier};
 
 const GRACE: Duration = Duration::from_secs(5);
 /// Environment variable naming the descriptor a handed-over child reports on.
@@ -125,7 +129,7 @@ pub fn prepare(cfg: &Config, env: &BTreeMap<String, String>) -> Result<Vec<Bound
             ),
         }
     }
-    crate::systemd::clear_env();
+    systemd::clear_env();
     for (kind, addr) in wanted(cfg) {
         // Already inherited: the same address, or a wildcard socket of the same kind
         // on the same port (systemd's `ListenStream=9200` is a dual-stack [::]:9200,
@@ -187,7 +191,7 @@ impl Daemon {
                 stop.clone(),
                 self.tracker.clone(),
             )),
-            Kind::Agent => tokio::spawn(crate::agent::agent_loop(
+            Kind::Agent => tokio::spawn(crate::respond::agent::agent_loop(
                 listener,
                 self.ctx.clone(),
                 stop.clone(),

@@ -1,5 +1,5 @@
 //! What a probe round learned about the server, and the pure decoding of MySQL replies
-//! into it.
+//! into it; [`failure`] holds why a round or one of its steps failed.
 //!
 //! Invariants: decoding never panics (values are read with `get_opt`-style lookups and
 //! kept as text until a rule needs them); a fact the server does not have is `None`,
@@ -7,7 +7,9 @@
 //! already redacted, and only `/status` and logs show it, never a health body.
 
 use std::collections::BTreeMap;
-use std::fmt;
+
+pub mod failure;
+pub use failure::{redact, ProbeError, Reason, ServerError, Step, StepFailure};
 
 /// The core variables read in one round trip at the start of every round.
 pub const CORE_VARIABLES: &[&str] = &[
@@ -178,85 +180,6 @@ pub fn version_triple(version: &str) -> (u16, u16, u16) {
         parts.next().unwrap_or(0),
         parts.next().unwrap_or(0),
     )
-}
-
-/// An error reply from the server: a fact about it, not a broken connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerError {
-    pub code: u16,
-    /// Redacted (see [`redact`]): for `/status` and logs only.
-    pub message: String,
-}
-
-impl ServerError {
-    pub fn new(code: u16, message: &str) -> Self {
-        ServerError {
-            code,
-            message: redact(message),
-        }
-    }
-}
-
-impl fmt::Display for ServerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error {}", self.code)
-    }
-}
-
-/// Server text made safe to show an admin: quoted literals (user names, hosts, row
-/// values) become `'…'`, and at most 120 characters remain.
-pub fn redact(message: &str) -> String {
-    let mut out = String::new();
-    let mut quote: Option<char> = None;
-    for ch in message.chars() {
-        match quote {
-            Some(q) if ch == q => {
-                out.push('…');
-                out.push(q);
-                quote = None;
-            }
-            Some(_) => {}
-            None if matches!(ch, '\'' | '"' | '`') => {
-                out.push(ch);
-                quote = Some(ch);
-            }
-            None if ch.is_control() => out.push(' '),
-            None => out.push(ch),
-        }
-    }
-    if let Some(q) = quote {
-        out.push('…');
-        out.push(q);
-    }
-    if out.chars().count() > 120 {
-        out = out.chars().take(119).collect();
-        out.push('…');
-    }
-    out
-}
-
-/// Why an optional step (replication, Galera, Group Replication) has no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepFailure {
-    pub reason: crate::probe::Reason,
-    pub code: Option<u16>,
-}
-
-impl StepFailure {
-    /// Our own phrase, safe for bodies.
-    pub fn phrase(&self) -> String {
-        use crate::probe::Reason;
-        let code = self
-            .code
-            .map(|c| format!(" (error {c})"))
-            .unwrap_or_default();
-        match self.reason {
-            Reason::Privilege => format!("missing privilege{code}"),
-            Reason::Timeout => "timeout".to_string(),
-            Reason::Io => "connection lost".to_string(),
-            r => format!("{}{code}", r.as_str()),
-        }
-    }
 }
 
 /// An optional fact: not asked for, known, or failed (with why).
@@ -435,10 +358,10 @@ impl Facts {
     /// The errors a round that completed still met, by reason: the check query's error
     /// reply and every failed optional step (`mysqlchk_probe_errors_total` counts them,
     /// or a missing privilege would never show there).
-    pub fn errors(&self) -> Vec<crate::probe::Reason> {
+    pub fn errors(&self) -> Vec<Reason> {
         let mut out = Vec::new();
         if let Err(e) = &self.query {
-            out.push(crate::probe::Reason::from_code(e.code));
+            out.push(Reason::from_code(e.code));
         }
         let mut step = |f: &StepFailure| out.push(f.reason);
         if let OptionalFact::Failed(f) = &self.status {
@@ -518,7 +441,6 @@ mod tests {
 
     #[test]
     fn errors_of_a_completed_round() {
-        use crate::probe::Reason;
         let mut f = facts(&[]);
         assert!(f.errors().is_empty());
         f.query = Err(ServerError::new(1047, "WSREP has not yet prepared node"));
@@ -548,18 +470,6 @@ mod tests {
         );
         assert_eq!(facts(&[("offline_mode", "ON")]).offline_mode(), Some(true));
         assert_eq!(facts(&[("offline_mode", "")]).offline_mode(), None);
-    }
-
-    #[test]
-    fn redaction_hides_literals_and_bounds_length() {
-        assert_eq!(
-            redact("Access denied for user 'app'@'10.1.2.3' (using password: YES)"),
-            "Access denied for user '…'@'…' (using password: YES)"
-        );
-        assert_eq!(redact("unterminated 'secret"), "unterminated '…'");
-        let long = "x".repeat(500);
-        assert_eq!(redact(&long).chars().count(), 120);
-        assert_eq!(redact("a\nb"), "a b");
     }
 
     fn row(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {

@@ -16,175 +16,18 @@
 //!   never formatted;
 //! - credentials files are re-read before every connect (rotation without restart).
 
-use std::fmt;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
 
+use crate::config::secret::{Secret, MAX_PASSWORD_FILE};
 use crate::config::{Check, Credentials, Mysql, SslMode, Target};
 use crate::facts::{
     core_variables_sql, has_role_column, replication_sql, status_sql, version_triple, Channel,
-    Facts, Group, Member, OptionalFact, ServerError, StepFailure, GROUP_MEMBERS_SQL,
-    GROUP_QUEUE_SQL, GROUP_QUEUE_SQL_57,
+    Facts, Group, Member, OptionalFact, ProbeError, Reason, ServerError, Step, StepFailure,
+    GROUP_MEMBERS_SQL, GROUP_QUEUE_SQL, GROUP_QUEUE_SQL_57,
 };
-use crate::secret::Secret;
-
-/// Why a round failed, as named in bodies, logs and metric labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    Refused,
-    Timeout,
-    Tls,
-    AccessDenied,
-    AccountLocked,
-    PasswordExpired,
-    HostBlocked,
-    TooManyConnections,
-    OfflineMode,
-    Privilege,
-    /// The connection broke mid-round (reset, closed by the server).
-    Io,
-    /// Any other error reply on connect.
-    ServerError,
-    Internal,
-}
-
-impl Reason {
-    pub const ALL: &'static [Reason] = &[
-        Reason::Refused,
-        Reason::Timeout,
-        Reason::Tls,
-        Reason::AccessDenied,
-        Reason::AccountLocked,
-        Reason::PasswordExpired,
-        Reason::HostBlocked,
-        Reason::TooManyConnections,
-        Reason::OfflineMode,
-        Reason::Privilege,
-        Reason::Io,
-        Reason::ServerError,
-        Reason::Internal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Refused => "refused",
-            Reason::Timeout => "timeout",
-            Reason::Tls => "tls",
-            Reason::AccessDenied => "access_denied",
-            Reason::AccountLocked => "account_locked",
-            Reason::PasswordExpired => "password_expired",
-            Reason::HostBlocked => "host_blocked",
-            Reason::TooManyConnections => "too_many_connections",
-            Reason::OfflineMode => "offline_mode",
-            Reason::Privilege => "privilege",
-            Reason::Io => "io",
-            Reason::ServerError => "server_error",
-            Reason::Internal => "internal",
-        }
-    }
-
-    /// The checker's own account is refused: nothing about the server's health, and
-    /// usually true on every node at once (account changes replicate).
-    pub fn is_auth(self) -> bool {
-        matches!(
-            self,
-            Reason::AccessDenied | Reason::AccountLocked | Reason::PasswordExpired
-        )
-    }
-
-    /// Map a server error number to a reason (connect-time meaning).
-    pub fn from_code(code: u16) -> Reason {
-        match code {
-            1045 => Reason::AccessDenied,
-            3118 | 3955 | 4151 => Reason::AccountLocked,
-            1820 | 1862 => Reason::PasswordExpired,
-            1129 => Reason::HostBlocked,
-            1040 | 1203 => Reason::TooManyConnections,
-            3032 => Reason::OfflineMode,
-            1227 | 1142 => Reason::Privilege,
-            _ => Reason::ServerError,
-        }
-    }
-}
-
-/// Which step of a round failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Connect,
-    Core,
-    Query,
-    Status,
-    Replication,
-    Group,
-}
-
-impl Step {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Connect => "connect",
-            Step::Core => "core facts",
-            Step::Query => "check query",
-            Step::Status => "status counters",
-            Step::Replication => "replication status",
-            Step::Group => "group replication status",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeError {
-    pub reason: Reason,
-    pub step: Step,
-    /// The server's error number, when there was one.
-    pub code: Option<u16>,
-    /// For logs and `/status` only (may hold redacted server text); never in a body.
-    pub detail: String,
-}
-
-impl ProbeError {
-    fn new(reason: Reason, step: Step, detail: impl Into<String>) -> Self {
-        ProbeError {
-            reason,
-            step,
-            code: None,
-            detail: detail.into(),
-        }
-    }
-
-    /// Our own phrase, safe for health bodies: never server-supplied text.
-    pub fn phrase(&self) -> String {
-        let code = self
-            .code
-            .map(|c| format!(" (error {c})"))
-            .unwrap_or_default();
-        match self.reason {
-            Reason::Refused => "connection refused".to_string(),
-            Reason::Timeout => format!("timeout during {}", self.step.as_str()),
-            Reason::Tls => "TLS failure".to_string(),
-            Reason::AccessDenied => format!("access denied for the checker account{code}"),
-            Reason::AccountLocked => format!("checker account locked{code}"),
-            Reason::PasswordExpired => format!("checker password expired{code}"),
-            Reason::HostBlocked => format!("host blocked by the server{code}"),
-            Reason::TooManyConnections => format!("too many connections{code}"),
-            Reason::OfflineMode => format!("server in offline_mode{code}"),
-            Reason::Privilege => format!("missing privilege for {}{code}", self.step.as_str()),
-            Reason::Io if self.step == Step::Connect => {
-                "connection closed or protocol error during connect".to_string()
-            }
-            Reason::Io => format!("connection lost during {}", self.step.as_str()),
-            Reason::ServerError => format!("server error during {}{code}", self.step.as_str()),
-            Reason::Internal => format!("internal error during {}", self.step.as_str()),
-        }
-    }
-}
-
-impl fmt::Display for ProbeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.phrase())
-    }
-}
 
 /// Classify a driver error (pure, unit-tested).
 pub fn classify(err: &mysql_async::Error, step: Step) -> ProbeError {
@@ -237,11 +80,6 @@ pub fn classify(err: &mysql_async::Error, step: Step) -> ProbeError {
     }
 }
 
-/// User and password for the next connect, re-read from their files each time.
-/// Largest password file read: a password is short, and the cap keeps a wrong path
-/// (a log file) from being read whole before every connect.
-pub const MAX_PASSWORD_FILE: u64 = 64 * 1024;
-
 /// The account and password for the next connect, re-reading any file (so rotation
 /// needs no restart). Files are read off the async workers under the connect
 /// deadline and never block on a FIFO; an unreadable file fails the connect
@@ -271,7 +109,7 @@ async fn credentials(mysql: &Mysql) -> Result<(String, Option<Secret>), ProbeErr
         }
         Credentials::DefaultsFile(p) => {
             let path = p.clone();
-            let load = move || crate::mycnf::load(&path);
+            let load = move || crate::config::mycnf::load(&path);
             let opts = crate::smallfile::off_worker(p, mysql.connect_timeout, load)
                 .await
                 .map_err(|e| cred_err(format!("option file {e}: {}", p.display())))?

@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{parse_duration, Agent, AgentMaintenance, Config};
-use crate::serve::{accept_loop, Ctx, Fast};
-use crate::verdict::{evaluate, Role, State, Verdict};
+use crate::respond::accept::{accept_loop, Ctx, Fast};
+use crate::role::Role;
+use crate::verdict::{evaluate, State, Verdict};
 
 const SEND_WAIT: Duration = Duration::from_millis(100);
 

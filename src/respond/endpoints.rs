@@ -9,24 +9,13 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::config::{parse_duration, Config};
-use crate::http::{query_pairs, sanitize, Request, Response, JSON, METRICS};
+use crate::respond::http::{query_pairs, sanitize, Request, Response, JSON, METRICS};
+use crate::respond::status;
+use crate::role::Role;
 use crate::snapshot::Shared;
-use crate::status;
-use crate::verdict::{evaluate, Role, State};
+use crate::verdict::{evaluate, State};
 
 pub const KNOWN_PATHS: &str = "/, /health, /primary (/master, /read-write, /rw), /replica (/slave), /read-only (/ro), /live, /status, /metrics";
-
-/// The paths, as metric label values (a fixed set: unknown paths are `other`).
-pub const ENDPOINT_LABELS: &[&str] = &[
-    "health",
-    "primary",
-    "replica",
-    "read-only",
-    "live",
-    "status",
-    "metrics",
-    "other",
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -101,7 +90,7 @@ pub fn respond(req: &Request, v: &View<'_>) -> (Response, &'static str) {
 }
 
 fn admin(v: &View<'_>) -> bool {
-    crate::access::allowed(&v.config.listen.admin_allow, v.peer)
+    crate::respond::access::allowed(&v.config.listen.admin_allow, v.peer)
 }
 
 fn no_params(params: &[(String, String)]) -> Option<Response> {
@@ -179,29 +168,29 @@ mod tests {
         use Endpoint::*;
         assert_eq!(
             Endpoint::from_path("/"),
-            Some(Role(crate::verdict::Role::Health))
+            Some(Role(crate::role::Role::Health))
         );
         assert_eq!(
             Endpoint::from_path("/health"),
-            Some(Role(crate::verdict::Role::Health))
+            Some(Role(crate::role::Role::Health))
         );
         for p in ["/primary", "/master", "/read-write", "/rw", "/primary/"] {
             assert_eq!(
                 Endpoint::from_path(p),
-                Some(Role(crate::verdict::Role::Primary)),
+                Some(Role(crate::role::Role::Primary)),
                 "{p}"
             );
         }
         for p in ["/replica", "/slave"] {
             assert_eq!(
                 Endpoint::from_path(p),
-                Some(Role(crate::verdict::Role::Replica))
+                Some(Role(crate::role::Role::Replica))
             );
         }
         for p in ["/read-only", "/ro"] {
             assert_eq!(
                 Endpoint::from_path(p),
-                Some(Role(crate::verdict::Role::ReadOnly))
+                Some(Role(crate::role::Role::ReadOnly))
             );
         }
         assert_eq!(Endpoint::from_path("/live"), Some(Live));
@@ -211,7 +200,7 @@ mod tests {
         assert_eq!(Endpoint::from_path("//"), None);
         assert_eq!(
             Endpoint::from_path("/Primary"),
-            Some(Role(crate::verdict::Role::Primary))
+            Some(Role(crate::role::Role::Primary))
         );
     }
 

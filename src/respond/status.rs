@@ -10,8 +10,9 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{fmt_duration, Config, Credentials};
 use crate::facts::{Facts, OptionalFact};
+use crate::role::Role;
 use crate::snapshot::{Shared, Snapshot};
-use crate::verdict::{evaluate, Role};
+use crate::verdict::evaluate;
 
 pub fn render(config: &Config, shared: &Shared, now: Instant) -> String {
     let snap = shared.latest();
