@@ -30,7 +30,7 @@ use crate::facts::{
 };
 
 /// Classify a driver error (pure, unit-tested).
-pub fn classify(err: &mysql_async::Error, step: Step) -> ProbeError {
+pub fn classify_driver_error(err: &mysql_async::Error, step: Step) -> ProbeError {
     use mysql_async::{DriverError, Error, IoError};
     match err {
         Error::Server(e) => ProbeError {
@@ -459,11 +459,11 @@ impl Probe {
                 self.server_lacks_tls = true;
                 match attempt(false).await {
                     Ok(Ok(c)) => c,
-                    Ok(Err(e)) => return Err(classify(&e, Step::Connect)),
+                    Ok(Err(e)) => return Err(classify_driver_error(&e, Step::Connect)),
                     Err(_) => return Err(self.connect_timed_out("connect")),
                 }
             }
-            Ok(Err(e)) => return Err(classify(&e, Step::Connect)),
+            Ok(Err(e)) => return Err(classify_driver_error(&e, Step::Connect)),
         };
         // Keep every check cheap and bounded on the server side too; a stopped server
         // enforces nothing, so the client-side deadlines above stay the real guard.
@@ -493,7 +493,7 @@ impl Probe {
             Ok(Ok(())) | Ok(Err(mysql_async::Error::Server(_))) => Ok(conn),
             Ok(Err(e)) => {
                 discard(conn).await;
-                Err(classify(&e, Step::Connect))
+                Err(classify_driver_error(&e, Step::Connect))
             }
             Err(_) => {
                 discard(conn).await;
@@ -508,7 +508,7 @@ impl Probe {
         if e.is_fatal() {
             self.close().await;
         }
-        classify(e, step)
+        classify_driver_error(e, step)
     }
 
     fn connect_timed_out(&self, what: &str) -> ProbeError {
@@ -600,7 +600,7 @@ mod tests {
             message: "Access denied for user 'mysqlchk'@'localhost' (using password: YES)".into(),
             state: "28000".into(),
         });
-        let p = classify(&e, Step::Connect);
+        let p = classify_driver_error(&e, Step::Connect);
         assert_eq!(p.reason, Reason::AccessDenied);
         assert_eq!(
             p.phrase(),
@@ -610,23 +610,32 @@ mod tests {
         let refused = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
             std::io::ErrorKind::ConnectionRefused,
         )));
-        assert_eq!(classify(&refused, Step::Connect).reason, Reason::Refused);
+        assert_eq!(
+            classify_driver_error(&refused, Step::Connect).reason,
+            Reason::Refused
+        );
         let reset = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
             std::io::ErrorKind::ConnectionReset,
         )));
-        assert_eq!(classify(&reset, Step::Query).reason, Reason::Io);
+        assert_eq!(
+            classify_driver_error(&reset, Step::Query).reason,
+            Reason::Io
+        );
         let cert = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         )));
-        assert_eq!(classify(&cert, Step::Connect).reason, Reason::Tls);
+        assert_eq!(
+            classify_driver_error(&cert, Step::Connect).reason,
+            Reason::Tls
+        );
     }
 
     #[test]
     fn classify_connect_failures() {
         use mysql_async::{DriverError, Error, IoError};
         let io = |k: std::io::ErrorKind| Error::Io(IoError::Io(std::io::Error::from(k)));
-        let at_connect = |e: &Error| classify(e, Step::Connect).reason;
+        let at_connect = |e: &Error| classify_driver_error(e, Step::Connect).reason;
         // Nobody there: refused.
         assert_eq!(
             at_connect(&io(std::io::ErrorKind::ConnectionRefused)),
@@ -661,12 +670,12 @@ mod tests {
         ] {
             assert_eq!(at_connect(&Error::Driver(e)), Reason::Io);
         }
-        let p = classify(&Error::Driver(DriverError::ConnectionClosed), Step::Connect);
+        let p = classify_driver_error(&Error::Driver(DriverError::ConnectionClosed), Step::Connect);
         assert_eq!(
             p.phrase(),
             "connection closed or protocol error during connect"
         );
-        let p = classify(&Error::Driver(DriverError::ConnectionClosed), Step::Core);
+        let p = classify_driver_error(&Error::Driver(DriverError::ConnectionClosed), Step::Core);
         assert_eq!(p.phrase(), "connection lost during core facts");
     }
 

@@ -22,22 +22,26 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::respond::access::{allowed, canonical};
-use crate::snapshot::Shared;
+use crate::snapshot::Published;
 
 /// Everything a connection handler reads.
-pub struct Ctx {
+pub struct Responder {
     pub config: Arc<ArcSwap<Config>>,
-    pub shared: Arc<Shared>,
+    pub published: Arc<Published>,
     pub metrics: Arc<Metrics>,
     limits: Limits,
 }
 
-impl Ctx {
-    pub fn new(config: Arc<ArcSwap<Config>>, shared: Arc<Shared>, metrics: Arc<Metrics>) -> Ctx {
+impl Responder {
+    pub fn new(
+        config: Arc<ArcSwap<Config>>,
+        published: Arc<Published>,
+        metrics: Arc<Metrics>,
+    ) -> Responder {
         let max = config.load().listen.max_connections;
-        Ctx {
+        Responder {
             config,
-            shared,
+            published,
             metrics,
             limits: Limits {
                 total: Arc::new(Semaphore::new(max)),
@@ -112,7 +116,7 @@ fn refused_log(peer: IpAddr) {
 }
 
 /// What the synchronous first look at a new connection achieved.
-pub enum Fast {
+pub enum FirstLook {
     /// Answered (or nothing to answer) and closed.
     Done,
     /// Not answerable yet: continue asynchronously with the bytes read so far.
@@ -126,7 +130,7 @@ pub enum Fast {
 /// what lets a responder doing real work keep pace with static ones (see README,
 /// Benchmarks). Anything else (a request in pieces, a slow client, a large answer, a
 /// request with bytes left unread) continues asynchronously.
-pub type FastPath = fn(&std::net::TcpStream, IpAddr, &Ctx) -> Fast;
+pub type FastPath = fn(&std::net::TcpStream, IpAddr, &Responder) -> FirstLook;
 
 /// Accepts handled per wake-up before yielding, so one busy listener cannot starve
 /// the others or the checker.
@@ -137,13 +141,13 @@ const ACCEPT_BUDGET: usize = 64;
 /// limits until it ends.
 pub async fn accept_loop<F, Fut>(
     listener: std::net::TcpListener,
-    ctx: Arc<Ctx>,
+    responder: Arc<Responder>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     fast: FastPath,
     slow: F,
 ) where
-    F: Fn(TcpStream, IpAddr, Arc<Ctx>, Fast) -> Fut,
+    F: Fn(TcpStream, IpAddr, Arc<Responder>, FirstLook) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let _ = listener.set_nonblocking(true);
@@ -179,20 +183,20 @@ pub async fn accept_loop<F, Fut>(
                 }
             };
             // Refused: dropping the stream closes it without a byte.
-            let Some(admission) = ctx.admit(peer.ip()) else {
+            let Some(admission) = responder.admit(peer.ip()) else {
                 continue;
             };
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            let next = fast(&stream, admission.peer, &ctx);
-            if let Fast::Done = next {
+            let next = fast(&stream, admission.peer, &responder);
+            if let FirstLook::Done = next {
                 continue;
             }
             let Ok(stream) = TcpStream::from_std(stream) else {
                 continue;
             };
-            let work = slow(stream, admission.peer, ctx.clone(), next);
+            let work = slow(stream, admission.peer, responder.clone(), next);
             tracker.spawn(async move {
                 work.await;
                 drop(admission);

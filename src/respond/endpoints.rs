@@ -12,7 +12,7 @@ use crate::config::{parse_duration, Config};
 use crate::respond::http::{query_pairs, sanitize, Request, Response, JSON, METRICS};
 use crate::respond::status;
 use crate::role::Role;
-use crate::snapshot::Shared;
+use crate::snapshot::Published;
 use crate::verdict::{evaluate, State};
 
 pub const KNOWN_PATHS: &str = "/, /health, /primary (/master, /read-write, /rw), /replica (/slave), /read-only (/ro), /live, /status, /metrics";
@@ -53,9 +53,9 @@ impl Endpoint {
 }
 
 /// What the responder needs besides the request.
-pub struct View<'a> {
+pub struct EndpointInputs<'a> {
     pub config: &'a Config,
-    pub shared: &'a Shared,
+    pub published: &'a Published,
     pub peer: IpAddr,
     pub now: Instant,
     /// Rendered `/metrics` text, produced by the caller only when asked.
@@ -63,7 +63,7 @@ pub struct View<'a> {
 }
 
 /// The answer to one parsed request, and the endpoint label for metrics.
-pub fn respond(req: &Request, v: &View<'_>) -> (Response, &'static str) {
+pub fn respond(req: &Request, v: &EndpointInputs<'_>) -> (Response, &'static str) {
     let Some(ep) = Endpoint::from_path(&req.path) else {
         let body = format!(
             "unknown path {}; known paths: {KNOWN_PATHS}",
@@ -80,7 +80,7 @@ pub fn respond(req: &Request, v: &View<'_>) -> (Response, &'static str) {
             Response::text(403, "forbidden: not in listen.admin_allow")
         }
         Endpoint::Status => no_params(&params).unwrap_or_else(|| {
-            Response::with_type(200, JSON, status::render(v.config, v.shared, v.now))
+            Response::with_type(200, JSON, status::render(v.config, v.published, v.now))
         }),
         Endpoint::Metrics => {
             no_params(&params).unwrap_or_else(|| Response::with_type(200, METRICS, (v.metrics)()))
@@ -89,7 +89,7 @@ pub fn respond(req: &Request, v: &View<'_>) -> (Response, &'static str) {
     (r, label)
 }
 
-fn admin(v: &View<'_>) -> bool {
+fn admin(v: &EndpointInputs<'_>) -> bool {
     crate::respond::access::allowed(&v.config.listen.admin_allow, v.peer)
 }
 
@@ -133,12 +133,12 @@ pub fn lag_param(role: Role, params: &[(String, String)]) -> Result<Option<Durat
     Ok(lag)
 }
 
-fn role_response(role: Role, params: &[(String, String)], v: &View<'_>) -> Response {
+fn role_response(role: Role, params: &[(String, String)], v: &EndpointInputs<'_>) -> Response {
     let max_lag = match lag_param(role, params) {
         Ok(l) => l,
         Err(e) => return Response::text(400, e),
     };
-    let snap = v.shared.latest();
+    let snap = v.published.latest();
     let verdict = evaluate(snap.as_deref(), v.now, &v.config.check, role, max_lag);
     let status = match verdict.state {
         State::Up => 200,
@@ -148,8 +148,8 @@ fn role_response(role: Role, params: &[(String, String)], v: &View<'_>) -> Respo
     Response::text(status, verdict.line())
 }
 
-fn live(v: &View<'_>) -> Response {
-    match v.shared.since_progress(v.now) {
+fn live(v: &EndpointInputs<'_>) -> Response {
+    match v.published.since_progress(v.now) {
         Some(age) if age <= v.config.check.stale_after => Response::text(200, "live: up"),
         Some(age) => Response::text(
             503,

@@ -16,8 +16,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::respond::accept::{accept_loop, Ctx, Fast};
-use crate::respond::endpoints::{respond, View};
+use crate::respond::accept::{accept_loop, FirstLook, Responder};
+use crate::respond::endpoints::{respond, EndpointInputs};
 use crate::respond::http::{parse, Method, Parsed, Response, MAX_REQUEST};
 
 /// How long we keep reading after answering, so the peer's unread bytes are not
@@ -28,21 +28,21 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The HTTP port's accept loop.
 pub async fn http_loop(
     listener: std::net::TcpListener,
-    ctx: Arc<Ctx>,
+    responder: Arc<Responder>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     accept_loop(
         listener,
-        ctx,
+        responder,
         shutdown,
         tracker,
         http_fast,
-        |stream, peer, ctx, next| async move {
+        |stream, peer, responder, next| async move {
             match next {
-                Fast::Finish(rest) => finish(stream, &rest, true).await,
-                Fast::Continue(prefix) => handle(stream, peer, &ctx, prefix).await,
-                Fast::Done => {}
+                FirstLook::Finish(rest) => finish(stream, &rest, true).await,
+                FirstLook::Continue(prefix) => handle(stream, peer, &responder, prefix).await,
+                FirstLook::Done => {}
             }
         },
     )
@@ -51,22 +51,22 @@ pub async fn http_loop(
 
 /// The answer to what has been received, if it is a complete request (or a bad one):
 /// the bytes to send and whether everything the peer sent has been read.
-fn answer(buf: &[u8], peer: IpAddr, ctx: &Ctx) -> Option<(Vec<u8>, bool)> {
+fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, bool)> {
     let (response, minor, head_only, label, clean) = match parse(buf) {
         Parsed::Partial => return None,
         Parsed::Reject(r) => (r, 1, false, "other", false),
         Parsed::Complete(req) => {
-            let cfg = ctx.config.load();
+            let cfg = responder.config.load();
             let now = Instant::now();
-            let metrics = || ctx.metrics.render(&cfg, &ctx.shared, now);
-            let view = View {
+            let metrics = || responder.metrics.render(&cfg, &responder.published, now);
+            let inputs = EndpointInputs {
                 config: &cfg,
-                shared: &ctx.shared,
+                published: &responder.published,
                 peer,
                 now,
                 metrics: &metrics,
             };
-            let (r, label) = respond(&req, &view);
+            let (r, label) = respond(&req, &inputs);
             if cfg.log.access_log {
                 tracing::info!(%peer, path = %crate::respond::http::sanitize(&req.path), status = r.status, "request");
             }
@@ -74,44 +74,46 @@ fn answer(buf: &[u8], peer: IpAddr, ctx: &Ctx) -> Option<(Vec<u8>, bool)> {
             (r, req.minor, req.method == Method::Head, label, clean)
         }
     };
-    ctx.metrics.request(label, response.status);
+    responder.metrics.request(label, response.status);
     Some((response.render(minor, head_only), clean))
 }
 
 /// The synchronous first look (see [`FastPath`](crate::respond::accept::FastPath)).
-fn http_fast(stream: &std::net::TcpStream, peer: IpAddr, ctx: &Ctx) -> Fast {
+fn http_fast(stream: &std::net::TcpStream, peer: IpAddr, responder: &Responder) -> FirstLook {
     use std::io::{Read, Write};
     let mut chunk = [0u8; 2048];
     let n = match (&*stream).read(&mut chunk) {
-        Ok(0) => return Fast::Done,
+        Ok(0) => return FirstLook::Done,
         Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Fast::Continue(Vec::new()),
-        Err(_) => return Fast::Done,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            return FirstLook::Continue(Vec::new())
+        }
+        Err(_) => return FirstLook::Done,
     };
-    let Some((bytes, clean)) = answer(&chunk[..n], peer, ctx) else {
-        return Fast::Continue(chunk[..n].to_vec());
+    let Some((bytes, clean)) = answer(&chunk[..n], peer, responder) else {
+        return FirstLook::Continue(chunk[..n].to_vec());
     };
     match (&*stream).write(&bytes) {
-        Ok(w) if w == bytes.len() && clean => Fast::Done,
-        Ok(w) => Fast::Finish(bytes[w..].to_vec()),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Fast::Finish(bytes),
-        Err(_) => Fast::Done,
+        Ok(w) if w == bytes.len() && clean => FirstLook::Done,
+        Ok(w) => FirstLook::Finish(bytes[w..].to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => FirstLook::Finish(bytes),
+        Err(_) => FirstLook::Done,
     }
 }
 
 /// One HTTP exchange, asynchronously, from the bytes already received.
-pub async fn handle(mut stream: TcpStream, peer: IpAddr, ctx: &Ctx, prefix: Vec<u8>) {
+pub async fn handle(mut stream: TcpStream, peer: IpAddr, responder: &Responder, prefix: Vec<u8>) {
     let now = tokio::time::Instant::now();
     // A validated request_timeout is at most a day; an unrepresentable deadline
     // answers 408 at once instead of panicking.
     let deadline = now
-        .checked_add(ctx.config.load().listen.request_timeout)
+        .checked_add(responder.config.load().listen.request_timeout)
         .unwrap_or(now);
     let mut buf = prefix;
     let mut chunk = [0u8; 2048];
     loop {
         if !buf.is_empty() {
-            if let Some((bytes, clean)) = answer(&buf, peer, ctx) {
+            if let Some((bytes, clean)) = answer(&buf, peer, responder) {
                 finish(stream, &bytes, !clean).await;
                 return;
             }
@@ -122,7 +124,7 @@ pub async fn handle(mut stream: TcpStream, peer: IpAddr, ctx: &Ctx, prefix: Vec<
             Err(_) => {
                 // Too slow (slowloris or a silent client): say so and close.
                 let r = Response::text(408, "request timeout");
-                ctx.metrics.request("other", 408);
+                responder.metrics.request("other", 408);
                 finish(stream, &r.render(1, false), true).await;
                 return;
             }
