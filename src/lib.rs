@@ -20,17 +20,19 @@
 //!   `haproxy-config`); `src/main.rs` only calls `cli::main`.
 #![deny(unsafe_code)]
 
-pub mod sys;
-pub mod smallfile;
-pub mod role;
+mod sys;
+mod smallfile;
+mod role;
 pub mod config;
 pub mod facts;
-pub mod probe;
-pub mod maintenance;
-pub mod snapshot;
-pub mod verdict;
-pub mod metrics;
-pub mod checker;
+mod probe;
+mod maintenance;
+mod snapshot;
+mod verdict;
+mod metrics;
+mod checker;
 pub mod respond;
-pub mod daemon;
+mod daemon;
 pub mod cli;
+
+pub use role::Role;

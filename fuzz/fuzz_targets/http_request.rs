@@ -6,7 +6,7 @@ fuzz_target!(|data: &[u8]| {
     if let mysqlchk::respond::http::Parsed::Complete(req) = mysqlchk::respond::http::parse(data) {
         if let Some(q) = &req.query {
             let pairs = mysqlchk::respond::http::query_pairs(q);
-            for role in mysqlchk::role::Role::ALL {
+            for role in mysqlchk::Role::ALL {
                 let _ = mysqlchk::respond::endpoints::lag_param(*role, &pairs);
             }
         }

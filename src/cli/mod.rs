@@ -14,7 +14,7 @@ use crate::config::{self, Config, LogFormat};
 use crate::role::Role;
 use crate::{checker, daemon, maintenance};
 
-pub mod haproxy_config;
+mod haproxy_config;
 mod inetd;
 mod plugin;
 

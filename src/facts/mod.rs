@@ -8,11 +8,11 @@
 
 use std::collections::BTreeMap;
 
-pub mod failure;
-pub use failure::{redact, ProbeError, Reason, ServerError, Step, StepFailure};
+pub(crate) mod failure;
+pub(crate) use failure::{redact, ProbeError, Reason, ServerError, Step, StepFailure};
 
 /// The core variables read in one round trip at the start of every round.
-pub const CORE_VARIABLES: &[&str] = &[
+pub(crate) const CORE_VARIABLES: &[&str] = &[
     "read_only",
     "super_read_only",
     "offline_mode",
@@ -34,7 +34,7 @@ pub const CORE_VARIABLES: &[&str] = &[
 /// Status counters read every round (one round trip): load, Galera's state, and the
 /// Group Replication primary where it is a status variable (MySQL 5.7, whose member
 /// table has no role column).
-pub const STATUS_VARIABLES: &[&str] = &[
+pub(crate) const STATUS_VARIABLES: &[&str] = &[
     "Threads_connected",
     "group_replication_primary_member",
     "wsrep_local_state",
@@ -44,7 +44,7 @@ pub const STATUS_VARIABLES: &[&str] = &[
     "wsrep_ready",
 ];
 
-pub fn status_sql() -> String {
+pub(crate) fn status_sql() -> String {
     let names: Vec<String> = STATUS_VARIABLES.iter().map(|v| format!("'{v}'")).collect();
     format!(
         "SHOW GLOBAL STATUS WHERE Variable_name IN ({})",
@@ -53,12 +53,13 @@ pub fn status_sql() -> String {
 }
 
 /// Group Replication members as this server sees them.
-pub const GROUP_MEMBERS_SQL: &str = "SELECT * FROM performance_schema.replication_group_members";
+pub(crate) const GROUP_MEMBERS_SQL: &str =
+    "SELECT * FROM performance_schema.replication_group_members";
 /// This member's applier queue (only read when `check.gr_max_applier_queue` > 0).
-pub const GROUP_QUEUE_SQL: &str = "SELECT COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
+pub(crate) const GROUP_QUEUE_SQL: &str = "SELECT COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
 /// The same on MySQL 5.7, which has neither that column nor the member role: the
 /// transactions waiting in the member's queue.
-pub const GROUP_QUEUE_SQL_57: &str = "SELECT COUNT_TRANSACTIONS_IN_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
+pub(crate) const GROUP_QUEUE_SQL_57: &str = "SELECT COUNT_TRANSACTIONS_IN_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
 
 /// One row of `replication_group_members`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,19 +89,19 @@ impl Member {
 }
 
 /// Whether member rows carry `MEMBER_ROLE` (MySQL ≥ 8.0.2; not 5.7).
-pub fn has_role_column(cols: &[(String, Option<String>)]) -> bool {
+pub(crate) fn has_role_column(cols: &[(String, Option<String>)]) -> bool {
     cols.iter()
         .any(|(c, _)| c.eq_ignore_ascii_case("MEMBER_ROLE"))
 }
 
 /// What Group Replication says about this server.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Group {
-    pub members: Vec<Member>,
+pub(crate) struct Group {
+    pub(crate) members: Vec<Member>,
     /// Transactions waiting in this member's applier queue, when asked for (`None`
     /// inside: the server has no stats row for us). A failed read only affects
     /// `/replica`, the one role that needs it.
-    pub applier_queue: OptionalFact<Option<u64>>,
+    pub(crate) applier_queue: OptionalFact<Option<u64>>,
 }
 
 impl Group {
@@ -109,7 +110,7 @@ impl Group {
     /// the primary; empty means multi-primary, where every ONLINE member is a primary.
     /// Unknown (`None`: the status was not read) leaves the roles empty, which no role
     /// check accepts.
-    pub fn derive_roles(&mut self, primary_member: Option<&str>) {
+    pub(crate) fn derive_roles(&mut self, primary_member: Option<&str>) {
         let Some(primary) = primary_member.map(str::trim) else {
             return;
         };
@@ -130,7 +131,7 @@ impl Group {
     }
 }
 
-pub fn core_variables_sql() -> String {
+pub(crate) fn core_variables_sql() -> String {
     let names: Vec<String> = CORE_VARIABLES.iter().map(|v| format!("'{v}'")).collect();
     format!(
         "SHOW GLOBAL VARIABLES WHERE Variable_name IN ({})",
@@ -139,7 +140,7 @@ pub fn core_variables_sql() -> String {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavour {
+pub(crate) enum Flavour {
     MariaDb,
     MySql,
     Percona,
@@ -148,7 +149,7 @@ pub enum Flavour {
 impl Flavour {
     /// From `version` and `version_comment` (`10.11.6-MariaDB-0+deb12u1`,
     /// `8.0.36-28` + `Percona Server (GPL)…`, `8.0.36` + `MySQL Community Server`).
-    pub fn detect(version: &str, comment: &str) -> Flavour {
+    pub(crate) fn detect(version: &str, comment: &str) -> Flavour {
         let v = version.to_ascii_lowercase();
         let c = comment.to_ascii_lowercase();
         if v.contains("mariadb") || c.contains("mariadb") {
@@ -160,7 +161,7 @@ impl Flavour {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Flavour::MariaDb => "mariadb",
             Flavour::MySql => "mysql",
@@ -170,7 +171,7 @@ impl Flavour {
 }
 
 /// `(major, minor, patch)` from a version string; unknown parts are 0.
-pub fn version_triple(version: &str) -> (u16, u16, u16) {
+pub(crate) fn version_triple(version: &str) -> (u16, u16, u16) {
     let mut parts = version
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
@@ -184,7 +185,7 @@ pub fn version_triple(version: &str) -> (u16, u16, u16) {
 
 /// An optional fact: not asked for, known, or failed (with why).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub enum OptionalFact<T> {
+pub(crate) enum OptionalFact<T> {
     #[default]
     NotCollected,
     Known(T),
@@ -246,7 +247,7 @@ impl Channel {
 
 /// Which statement lists every replication channel, by flavour and version; and the
 /// older syntax to fall back to on a syntax error (1064) only.
-pub fn replication_sql(
+pub(crate) fn replication_sql(
     flavour: Flavour,
     version: (u16, u16, u16),
 ) -> (&'static str, Option<&'static str>) {
@@ -264,23 +265,23 @@ pub fn replication_sql(
 
 /// What one successful round knows.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// Core variables by lower-case name; a variable the server lacks is absent.
-    pub variables: BTreeMap<String, String>,
-    pub flavour: Flavour,
+    pub(crate) variables: BTreeMap<String, String>,
+    pub(crate) flavour: Flavour,
     /// The outcome of `check.query`: an error reply is a fact (down), not a reason to
     /// drop the connection.
-    pub query: Result<(), ServerError>,
+    pub(crate) query: Result<(), ServerError>,
     /// Async replication channels, all of them (selection is policy, in verdicts).
-    pub channels: OptionalFact<Vec<Channel>>,
+    pub(crate) channels: OptionalFact<Vec<Channel>>,
     /// `SHOW GLOBAL STATUS` subset (Threads_connected, wsrep_*), by lower-case name.
-    pub status: OptionalFact<BTreeMap<String, String>>,
+    pub(crate) status: OptionalFact<BTreeMap<String, String>>,
     /// Group Replication, only when a group name is configured.
-    pub group: OptionalFact<Group>,
+    pub(crate) group: OptionalFact<Group>,
 }
 
 impl Facts {
-    pub fn from_variables(rows: impl IntoIterator<Item = (String, String)>) -> Facts {
+    pub(crate) fn from_variables(rows: impl IntoIterator<Item = (String, String)>) -> Facts {
         let variables: BTreeMap<String, String> = rows
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
@@ -302,28 +303,28 @@ impl Facts {
         }
     }
 
-    pub fn var(&self, name: &str) -> Option<&str> {
+    pub(crate) fn var(&self, name: &str) -> Option<&str> {
         self.variables.get(name).map(String::as_str)
     }
 
-    pub fn version(&self) -> &str {
+    pub(crate) fn version(&self) -> &str {
         self.var("version").unwrap_or("")
     }
 
     /// `read_only` counts as on unless `OFF`/`0` (MariaDB 12 adds `NO_LOCK`, … which
     /// are all "on"). `None` when the server did not report it.
-    pub fn read_only(&self) -> Option<bool> {
+    pub(crate) fn read_only(&self) -> Option<bool> {
         self.var("read_only").map(is_on_unless_off)
     }
 
     /// MariaDB has no `super_read_only`: absent means off.
-    pub fn super_read_only(&self) -> bool {
+    pub(crate) fn super_read_only(&self) -> bool {
         self.var("super_read_only").is_some_and(is_on_unless_off)
     }
 
     /// Absent (MariaDB has none) is off; reported without a value (NULL reads as empty)
     /// is `None`: unknown, which a rule must not take for either answer.
-    pub fn offline_mode(&self) -> Option<bool> {
+    pub(crate) fn offline_mode(&self) -> Option<bool> {
         match self.var("offline_mode") {
             None => Some(false),
             Some(v) if v.trim().is_empty() => None,
@@ -334,7 +335,7 @@ impl Facts {
     /// Galera is really on: `wsrep_on=ON` and a provider loaded. (A plain MariaDB
     /// reports `wsrep_ready=OFF` and `wsrep_cluster_status=Disconnected`: those mean
     /// nothing without this gate.)
-    pub fn galera(&self) -> bool {
+    pub(crate) fn galera(&self) -> bool {
         self.var("wsrep_on")
             .is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
             && self
@@ -343,12 +344,12 @@ impl Facts {
     }
 
     /// Group Replication is configured (a group name is set).
-    pub fn group_replication(&self) -> bool {
+    pub(crate) fn group_replication(&self) -> bool {
         self.var("group_replication_group_name")
             .is_some_and(|g| !g.trim().is_empty())
     }
 
-    pub fn status_var(&self, name: &str) -> Option<&str> {
+    pub(crate) fn status_var(&self, name: &str) -> Option<&str> {
         match &self.status {
             OptionalFact::Known(m) => m.get(name).map(String::as_str),
             _ => None,
@@ -358,7 +359,7 @@ impl Facts {
     /// The errors a round that completed still met, by reason: the check query's error
     /// reply and every failed optional step (`mysqlchk_probe_errors_total` counts them,
     /// or a missing privilege would never show there).
-    pub fn errors(&self) -> Vec<Reason> {
+    pub(crate) fn errors(&self) -> Vec<Reason> {
         let mut out = Vec::new();
         if let Err(e) = &self.query {
             out.push(Reason::from_code(e.code));
@@ -383,7 +384,7 @@ impl Facts {
     }
 
     /// This server's own Group Replication member row.
-    pub fn own_member(&self) -> Option<&Member> {
+    pub(crate) fn own_member(&self) -> Option<&Member> {
         let OptionalFact::Known(g) = &self.group else {
             return None;
         };

@@ -231,10 +231,6 @@ impl Probe {
         self.max_applier_queue = check.gr_max_applier_queue;
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.conn.is_some()
-    }
-
     /// How long the next wait may last: `limit`, or less when the round's deadline is
     /// nearer (then reaching it is the round's deadline, see [`Probe::timed_out`]).
     fn wait(&self, limit: Duration) -> Duration {

@@ -15,7 +15,7 @@ use crate::role::Role;
 use crate::snapshot::Published;
 use crate::verdict::{evaluate, State};
 
-pub const KNOWN_PATHS: &str = "/, /health, /primary (/master, /read-write, /rw), /replica (/slave), /read-only (/ro), /live, /status, /metrics";
+pub(crate) const KNOWN_PATHS: &str = "/, /health, /primary (/master, /read-write, /rw), /replica (/slave), /read-only (/ro), /live, /status, /metrics";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -42,7 +42,7 @@ impl Endpoint {
         })
     }
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Endpoint::Role(r) => r.name(),
             Endpoint::Live => "live",
@@ -53,17 +53,17 @@ impl Endpoint {
 }
 
 /// What the responder needs besides the request.
-pub struct EndpointInputs<'a> {
-    pub config: &'a Config,
-    pub published: &'a Published,
-    pub peer: IpAddr,
-    pub now: Instant,
+pub(crate) struct EndpointInputs<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) published: &'a Published,
+    pub(crate) peer: IpAddr,
+    pub(crate) now: Instant,
     /// Rendered `/metrics` text, produced by the caller only when asked.
-    pub metrics: &'a dyn Fn() -> String,
+    pub(crate) metrics: &'a dyn Fn() -> String,
 }
 
 /// The answer to one parsed request, and the endpoint label for metrics.
-pub fn respond(req: &Request, v: &EndpointInputs<'_>) -> (Response, &'static str) {
+pub(crate) fn respond(req: &Request, v: &EndpointInputs<'_>) -> (Response, &'static str) {
     let Some(ep) = Endpoint::from_path(&req.path) else {
         let body = format!(
             "unknown path {}; known paths: {KNOWN_PATHS}",

@@ -5,10 +5,10 @@
 //! HTTP exchange (`http` parses and renders, `endpoints` routes, `status` renders
 //! `/status`); `agent` answers HAProxy's agent-check; `access` is the address allowlist.
 
-pub mod accept;
-pub mod access;
-pub mod agent;
+pub(crate) mod accept;
+pub(crate) mod access;
+pub(crate) mod agent;
 pub mod endpoints;
 pub mod http;
-pub mod http_conn;
-pub mod status;
+pub(crate) mod http_conn;
+pub(crate) mod status;
