@@ -1,5 +1,6 @@
-//! The `mysqlchk` binary: a synchronous `main` that parses the command line, loads and
-//! validates the config *before* binding anything, then builds the runtime it needs.
+//! The `mysqlchk` commands behind [`main`] (all `src/main.rs` calls): a synchronous
+//! `main` that parses the command line, loads and validates the config *before*
+//! binding anything, then builds the runtime it needs.
 //! Exit codes: 78 (EX_CONFIG) for `serve` on an invalid config, 3 (UNKNOWN) elsewhere;
 //! a command-line error in `check` is UNKNOWN (3) too, in `validate` 3, and `inetd`
 //! never writes to stderr and always exits 0 (README, "Commands").

@@ -1,4 +1,5 @@
-//! Request → response for every HTTP path: the routing table of SPEC §4.
+//! Request → response for every HTTP path: the routing table in the README
+//! ("HTTP endpoints").
 //!
 //! Invariants: never touches MySQL (one snapshot load, one pure evaluation); an
 //! unknown path is `400` listing the known ones (a `404` would drain every server
