@@ -18,6 +18,10 @@
 //! - `daemon`: `serve` wired together (listeners, reload, hand-over, systemd);
 //! - `cli`: the commands (`serve`, `check`, `validate`, `maintenance`, `inetd`,
 //!   `haproxy-config`); `src/main.rs` only calls `cli::main`.
+//!
+//! Public: [`Role`], `cli::main`, and what the tests and fuzz targets drive (the config
+//! and option-file parsers, HTTP parsing and routing, the row decoders of `facts`).
+//! Everything else is crate-private, so the compiler reports dead code.
 #![deny(unsafe_code)]
 
 mod sys;
