@@ -15,11 +15,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Check, Config};
+use crate::facts::{ProbeError, Reason, Step};
 use crate::maintenance;
 use crate::metrics::Metrics;
-use crate::probe::{Probe, ProbeError, Reason, Step};
-use crate::snapshot::{Shared, Snapshot};
-use crate::verdict::{evaluate, Role, State};
+use crate::probe::Probe;
+use crate::role::Role;
+use crate::snapshot::{Published, Snapshot};
+use crate::verdict::{evaluate, State};
 
 /// Run one direct round (for `check` and `inetd`): connect, read, close.
 pub async fn direct_round(config: &Config) -> Snapshot {
@@ -151,7 +153,7 @@ impl Transitions {
 /// reload with the new config already stored in `config`.
 pub async fn run(
     config: Arc<ArcSwap<Config>>,
-    shared: Arc<Shared>,
+    published: Arc<Published>,
     metrics: Arc<Metrics>,
     reconfigured: Arc<Notify>,
     shutdown: CancellationToken,
@@ -163,7 +165,7 @@ pub async fn run(
     loop {
         let task = tokio::spawn(rounds(
             config.clone(),
-            shared.clone(),
+            published.clone(),
             metrics.clone(),
             reconfigured.clone(),
             shutdown.clone(),
@@ -189,7 +191,7 @@ pub async fn run(
                 .await;
                 metrics.probe_error(Reason::Internal);
                 lock(&transitions).observe(&s, &cfg.check);
-                shared.publish(s);
+                published.publish(s);
                 tokio::select! {
                     _ = tokio::time::sleep(cfg.check.interval) => {}
                     _ = shutdown.cancelled() => return,
@@ -202,7 +204,7 @@ pub async fn run(
 
 async fn rounds(
     config: Arc<ArcSwap<Config>>,
-    shared: Arc<Shared>,
+    published: Arc<Published>,
     metrics: Arc<Metrics>,
     reconfigured: Arc<Notify>,
     shutdown: CancellationToken,
@@ -225,7 +227,7 @@ async fn rounds(
         let snap = snapshot(seq, started, outcome, &cfg.check).await;
         metrics.round(snap.duration);
         lock(&transitions).observe(&snap, &cfg.check);
-        shared.publish(snap);
+        published.publish(snap);
         let next = tokio::time::Instant::from_std(
             // Never overflows with a validated interval (at most a day); if it did, the
             // next round would start at once instead of the task panicking.
@@ -237,7 +239,7 @@ async fn rounds(
                 let new = config.load_full();
                 if new.mysql.target != cfg.mysql.target {
                     // A different server: nothing we knew applies any more.
-                    shared.reset();
+                    published.reset();
                     *lock(&transitions) = Transitions::default();
                 }
                 probe.reconfigure(new.mysql.clone(), &new.check).await;
@@ -245,7 +247,7 @@ async fn rounds(
             }
             _ = shutdown.cancelled() => break,
         }
-        shared.beat();
+        published.beat();
     }
     probe.close().await;
 }

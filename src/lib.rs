@@ -1,33 +1,42 @@
 //! mysqlchk: the health-check agent that tells HAProxy (and Kubernetes, and monitoring)
 //! whether a MySQL / MariaDB / Percona server can take traffic now, and in which role.
 //!
-//! Layout: `probe` talks to MySQL and `checker` runs it periodically into immutable
-//! `snapshot`s; `verdict` is the pure judgement every responder shares (`endpoints` for
-//! HTTP via `serve`, `agent` for HAProxy's agent-check, `inetd` and `plugin` for
-//! one-shot use); `config` and `mycnf` read settings (`smallfile` is the one bounded, non-blocking
-//! read of the files re-read while running); `daemon` wires it together.
+//! Crate map, in the order data flows (a module imports only modules listed above it):
+//!
+//! - `sys`, `smallfile`: leaf utilities (the few syscalls, the only `unsafe`; bounded,
+//!   non-blocking reads of the files re-read while running);
+//! - `role`: the role a client asks about, vocabulary shared by everything below;
+//! - `config`: TOML + environment → validated settings (`mycnf`, `secret` inside);
+//! - `facts`: what a round learned, and why a round or step failed (`Reason`, ...);
+//! - `probe`: one MySQL connection and the round that reads facts over it;
+//! - `maintenance`: the operator's maintenance flag file;
+//! - `snapshot`: the immutable result of a round, published for the responders;
+//! - `verdict`: the one pure judgement every responder and command shares;
+//! - `metrics`: the Prometheus exposition and its fixed label sets;
+//! - `checker`: probe → snapshot every interval, logging transitions;
+//! - `respond`: the HTTP and agent-check responders (accept, endpoints, agent, status);
+//! - `daemon`: `serve` wired together (listeners, reload, hand-over, systemd);
+//! - `cli`: the commands (`serve`, `check`, `validate`, `maintenance`, `inetd`,
+//!   `haproxy-config`); `src/main.rs` only calls `cli::main`.
+//!
+//! Public: [`Role`], `cli::main`, and what the tests and fuzz targets drive (the config
+//! and option-file parsers, HTTP parsing and routing, the row decoders of `facts`).
+//! Everything else is crate-private, so the compiler reports dead code.
 #![deny(unsafe_code)]
 
-pub mod access;
-pub mod agent;
-pub mod checker;
+mod sys;
+mod smallfile;
+mod role;
 pub mod config;
-pub mod daemon;
-pub mod endpoints;
 pub mod facts;
-pub mod haproxy_config;
-pub mod http;
-pub mod inetd;
-pub mod maintenance;
-pub mod metrics;
-pub mod mycnf;
-pub mod plugin;
-pub mod probe;
-pub mod secret;
-pub mod serve;
-pub mod smallfile;
-pub mod snapshot;
-pub mod status;
-pub mod sys;
-pub mod systemd;
-pub mod verdict;
+mod probe;
+mod maintenance;
+mod snapshot;
+mod verdict;
+mod metrics;
+mod checker;
+pub mod respond;
+mod daemon;
+pub mod cli;
+
+pub use role::Role;

@@ -9,10 +9,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::endpoints::ENDPOINT_LABELS;
-use crate::probe::Reason;
-use crate::snapshot::Shared;
-use crate::verdict::{evaluate, Role, State};
+use crate::facts::Reason;
+use crate::role::Role;
+use crate::snapshot::Published;
+use crate::verdict::{evaluate, State};
+
+/// The HTTP paths, as metric label values (a fixed set: unknown paths are `other`);
+/// `Endpoint::label` names one of these.
+pub const ENDPOINT_LABELS: &[&str] = &[
+    "health",
+    "primary",
+    "replica",
+    "read-only",
+    "live",
+    "status",
+    "metrics",
+    "other",
+];
 
 const STATUSES: &[u16] = &[200, 400, 403, 404, 405, 408, 431, 503];
 /// Upper bounds (seconds) of the round-duration histogram buckets.
@@ -90,9 +103,9 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self, config: &Config, shared: &Shared, now: Instant) -> String {
+    pub fn render(&self, config: &Config, published: &Published, now: Instant) -> String {
         let mut o = String::with_capacity(4096);
-        let snap = shared.latest();
+        let snap = published.latest();
         head(&mut o, "mysqlchk_build_info", "gauge", "Build information.");
         let _ = writeln!(
             o,
@@ -381,7 +394,7 @@ mod tests {
         m.round(Duration::from_millis(3));
         m.round(Duration::from_secs(9));
         m.probe_error(Reason::Timeout);
-        let shared = Shared::new();
+        let published = Published::new();
         let mut f = Facts::from_variables(
             [("read_only", "OFF"), ("max_connections", "151")]
                 .iter()
@@ -395,7 +408,7 @@ mod tests {
             last_io_errno: 0,
             last_sql_errno: 0,
         }]);
-        shared.publish(Snapshot {
+        published.publish(Snapshot {
             seq: 1,
             taken: Instant::now(),
             wall: SystemTime::now(),
@@ -403,7 +416,7 @@ mod tests {
             outcome: Ok(f),
             maintenance: None,
         });
-        let text = m.render(&config(), &shared, Instant::now());
+        let text = m.render(&config(), &published, Instant::now());
         // Every family declared once, samples right after their own header.
         let mut seen = std::collections::HashSet::new();
         let mut current = String::new();

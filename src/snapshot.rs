@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwapOption;
 
 use crate::facts::Facts;
+use crate::facts::ProbeError;
 use crate::maintenance::Maintenance;
-use crate::probe::ProbeError;
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -28,22 +28,22 @@ pub struct Snapshot {
 }
 
 /// What every responder shares: the latest snapshot and the prober's heartbeat.
-pub struct Shared {
+pub struct Published {
     snapshot: ArcSwapOption<Snapshot>,
     /// Milliseconds since `epoch` of the checker loop's last progress (for `/live`).
     progress_ms: AtomicU64,
     epoch: Instant,
 }
 
-impl Default for Shared {
+impl Default for Published {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Shared {
-    pub fn new() -> Shared {
-        Shared {
+impl Published {
+    pub fn new() -> Published {
+        Published {
             snapshot: ArcSwapOption::empty(),
             progress_ms: AtomicU64::new(0),
             epoch: Instant::now(),

@@ -33,15 +33,15 @@ fn variants(bytes: &[u8]) -> Vec<Vec<u8>> {
 }
 
 fn http(data: &[u8]) {
-    if let mysqlchk::http::Parsed::Complete(req) = mysqlchk::http::parse(data) {
+    if let mysqlchk::respond::http::Parsed::Complete(req) = mysqlchk::respond::http::parse(data) {
         if let Some(q) = &req.query {
-            let pairs = mysqlchk::http::query_pairs(q);
-            for role in mysqlchk::verdict::Role::ALL {
-                let _ = mysqlchk::endpoints::lag_param(*role, &pairs);
+            let pairs = mysqlchk::respond::http::query_pairs(q);
+            for role in mysqlchk::Role::ALL {
+                let _ = mysqlchk::respond::endpoints::lag_param(*role, &pairs);
             }
         }
-        let _ = mysqlchk::endpoints::Endpoint::from_path(&req.path);
-        let _ = mysqlchk::http::sanitize(&req.path);
+        let _ = mysqlchk::respond::endpoints::Endpoint::from_path(&req.path);
+        let _ = mysqlchk::respond::http::sanitize(&req.path);
     }
 }
 
@@ -60,7 +60,8 @@ fn mycnf_corpus() {
     for (name, bytes) in corpus("mycnf") {
         for v in variants(&bytes) {
             if let Ok(text) = std::str::from_utf8(&v) {
-                let r = std::panic::catch_unwind(|| mysqlchk::mycnf::parse(text, "corpus.cnf"));
+                let r =
+                    std::panic::catch_unwind(|| mysqlchk::config::mycnf::parse(text, "corpus.cnf"));
                 assert!(r.is_ok(), "{name}: panicked on {text:?}");
             }
         }

@@ -934,7 +934,7 @@ fn group_replication_on_mysql57() {
             performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid"));
 }
 
-/// SPEC §2: when an optional step fails, `/` and `/primary` are judged on the core
+/// README, "Design decisions": when an optional step fails, `/` and `/primary` are judged on the core
 /// facts and only the role that needs the missing fact answers 503. The applier queue
 /// is only needed by `/replica`.
 #[test]

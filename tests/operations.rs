@@ -1,4 +1,4 @@
-//! Operations (SPEC §9) against the real binary: reloads, stops and hand-overs while a
+//! Operations (README, "Operations") against the real binary: reloads, stops and hand-overs while a
 //! client hammers the port the way HAProxy does (one TCP connection per check), systemd
 //! socket activation and notifications, what the log says during an outage, and the
 //! `/metrics` exposition as `promtool` sees it.

@@ -2,7 +2,7 @@
 //! all on 127.0.0.1, each with its own SQL port, socket, datadir and Galera
 //! ports (gcomm, IST, SST), never the system server.
 //!
-//! Facts this follows (GUIDE §3, "Galera on one machine"): bootstrap node 0
+//! What running Galera on one machine takes (learned the hard way): bootstrap node 0
 //! with `--wsrep-new-cluster`, start the joiners one after the other (two
 //! joiners at once churn), SST by rsync (no SST user), keep Galera's
 //! failure-detection timeouts at their defaults (shorter ones made a loaded

@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{parse_duration, Agent, AgentMaintenance, Config};
-use crate::serve::{accept_loop, Ctx, Fast};
-use crate::verdict::{evaluate, Role, State, Verdict};
+use crate::respond::accept::{accept_loop, FirstLook, Responder};
+use crate::role::Role;
+use crate::verdict::{evaluate, State, Verdict};
 
 const SEND_WAIT: Duration = Duration::from_millis(100);
 
@@ -117,14 +118,14 @@ fn clean_reason(s: &str) -> String {
 pub fn answer(
     sent: &str,
     config: &Config,
-    shared: &crate::snapshot::Shared,
+    published: &crate::snapshot::Published,
     now: Instant,
 ) -> String {
     let ask = match parse_ask(sent, config.agent.default_role) {
         Ok(a) => a,
         Err(e) => return format!("down #{e}\n"),
     };
-    let snap = shared.latest();
+    let snap = published.latest();
     let v = evaluate(snap.as_deref(), now, &config.check, ask.role, ask.max_lag);
     line(
         &v,
@@ -136,23 +137,23 @@ pub fn answer(
 /// The agent port's accept loop.
 pub async fn agent_loop(
     listener: std::net::TcpListener,
-    ctx: Arc<Ctx>,
+    responder: Arc<Responder>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     accept_loop(
         listener,
-        ctx,
+        responder,
         shutdown,
         tracker,
         // HAProxy may send a line first: nothing to answer synchronously.
-        |_, _, _| Fast::Continue(Vec::new()),
-        |stream, _peer, ctx, _| async move { handle(stream, &ctx).await },
+        |_, _, _| FirstLook::Continue(Vec::new()),
+        |stream, _peer, responder, _| async move { handle(stream, &responder).await },
     )
     .await
 }
 
-async fn handle(mut stream: TcpStream, ctx: &Ctx) {
+async fn handle(mut stream: TcpStream, responder: &Responder) {
     let mut buf = Vec::with_capacity(128);
     let mut chunk = [0u8; 256];
     let until = tokio::time::Instant::now() + SEND_WAIT;
@@ -164,8 +165,8 @@ async fn handle(mut stream: TcpStream, ctx: &Ctx) {
     }
     let text = String::from_utf8_lossy(&buf);
     let first = text.lines().next().unwrap_or("");
-    let cfg = ctx.config.load_full();
-    let reply = answer(first, &cfg, &ctx.shared, Instant::now());
+    let cfg = responder.config.load_full();
+    let reply = answer(first, &cfg, &responder.published, Instant::now());
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(reply.as_bytes())).await;
     let _ = stream.shutdown().await;
 }

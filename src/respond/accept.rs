@@ -1,15 +1,12 @@
-//! Accept loops and per-connection handling for the HTTP port.
+//! Accept loops for the HTTP and agent ports: admission (allowlist, connection limits)
+//! and the hand-off of each admitted connection to its port's handler.
 //!
 //! Invariants:
 //! - servers receive *bound* listeners and a cancellation token, never addresses (so
 //!   tests bind port 0 and socket activation is trivial);
 //! - the accept loop never gives up: on errors (EMFILE, ...) it backs off briefly and
 //!   goes on;
-//! - a peer outside `listen.allow`, or over a connection limit, is closed without a byte;
-//! - the request head is read under one total deadline (`listen.request_timeout`) and a
-//!   size cap, then answered in one write; we then shut down our side and drain what
-//!   the peer still sends for a moment, so unread bytes do not turn into an RST that
-//!   eats the response (HAProxy often closes with RST); ECONNRESET/EPIPE are normal.
+//! - a peer outside `listen.allow`, or over a connection limit, is closed without a byte.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,38 +14,34 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::access::{allowed, canonical};
 use crate::config::Config;
-use crate::endpoints::{respond, View};
-use crate::http::{parse, Method, Parsed, Response, MAX_REQUEST};
 use crate::metrics::Metrics;
-use crate::snapshot::Shared;
-
-/// How long we keep reading after answering, so the peer's unread bytes are not
-/// answered with an RST.
-const LINGER: Duration = Duration::from_millis(500);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::respond::access::{allowed, canonical};
+use crate::snapshot::Published;
 
 /// Everything a connection handler reads.
-pub struct Ctx {
+pub struct Responder {
     pub config: Arc<ArcSwap<Config>>,
-    pub shared: Arc<Shared>,
+    pub published: Arc<Published>,
     pub metrics: Arc<Metrics>,
     limits: Limits,
 }
 
-impl Ctx {
-    pub fn new(config: Arc<ArcSwap<Config>>, shared: Arc<Shared>, metrics: Arc<Metrics>) -> Ctx {
+impl Responder {
+    pub fn new(
+        config: Arc<ArcSwap<Config>>,
+        published: Arc<Published>,
+        metrics: Arc<Metrics>,
+    ) -> Responder {
         let max = config.load().listen.max_connections;
-        Ctx {
+        Responder {
             config,
-            shared,
+            published,
             metrics,
             limits: Limits {
                 total: Arc::new(Semaphore::new(max)),
@@ -123,7 +116,7 @@ fn refused_log(peer: IpAddr) {
 }
 
 /// What the synchronous first look at a new connection achieved.
-pub enum Fast {
+pub enum FirstLook {
     /// Answered (or nothing to answer) and closed.
     Done,
     /// Not answerable yet: continue asynchronously with the bytes read so far.
@@ -137,7 +130,7 @@ pub enum Fast {
 /// what lets a responder doing real work keep pace with static ones (see README,
 /// Benchmarks). Anything else (a request in pieces, a slow client, a large answer, a
 /// request with bytes left unread) continues asynchronously.
-pub type FastPath = fn(&std::net::TcpStream, IpAddr, &Ctx) -> Fast;
+pub type FastPath = fn(&std::net::TcpStream, IpAddr, &Responder) -> FirstLook;
 
 /// Accepts handled per wake-up before yielding, so one busy listener cannot starve
 /// the others or the checker.
@@ -148,13 +141,13 @@ const ACCEPT_BUDGET: usize = 64;
 /// limits until it ends.
 pub async fn accept_loop<F, Fut>(
     listener: std::net::TcpListener,
-    ctx: Arc<Ctx>,
+    responder: Arc<Responder>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     fast: FastPath,
     slow: F,
 ) where
-    F: Fn(TcpStream, IpAddr, Arc<Ctx>, Fast) -> Fut,
+    F: Fn(TcpStream, IpAddr, Arc<Responder>, FirstLook) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let _ = listener.set_nonblocking(true);
@@ -190,20 +183,20 @@ pub async fn accept_loop<F, Fut>(
                 }
             };
             // Refused: dropping the stream closes it without a byte.
-            let Some(admission) = ctx.admit(peer.ip()) else {
+            let Some(admission) = responder.admit(peer.ip()) else {
                 continue;
             };
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            let next = fast(&stream, admission.peer, &ctx);
-            if let Fast::Done = next {
+            let next = fast(&stream, admission.peer, &responder);
+            if let FirstLook::Done = next {
                 continue;
             }
             let Ok(stream) = TcpStream::from_std(stream) else {
                 continue;
             };
-            let work = slow(stream, admission.peer, ctx.clone(), next);
+            let work = slow(stream, admission.peer, responder.clone(), next);
             tracker.spawn(async move {
                 work.await;
                 drop(admission);
@@ -212,30 +205,6 @@ pub async fn accept_loop<F, Fut>(
         // Let the other tasks run between batches.
         tokio::task::yield_now().await;
     }
-}
-
-/// The HTTP port's accept loop.
-pub async fn http_loop(
-    listener: std::net::TcpListener,
-    ctx: Arc<Ctx>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    accept_loop(
-        listener,
-        ctx,
-        shutdown,
-        tracker,
-        http_fast,
-        |stream, peer, ctx, next| async move {
-            match next {
-                Fast::Finish(rest) => finish(stream, &rest, true).await,
-                Fast::Continue(prefix) => handle(stream, peer, &ctx, prefix).await,
-                Fast::Done => {}
-            }
-        },
-    )
-    .await
 }
 
 /// Out of descriptors or a transient error: wait a little and keep serving.
@@ -249,110 +218,4 @@ pub async fn accept_error(e: std::io::Error) {
         }
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
-}
-
-/// The answer to what has been received, if it is a complete request (or a bad one):
-/// the bytes to send and whether everything the peer sent has been read.
-fn answer(buf: &[u8], peer: IpAddr, ctx: &Ctx) -> Option<(Vec<u8>, bool)> {
-    let (response, minor, head_only, label, clean) = match parse(buf) {
-        Parsed::Partial => return None,
-        Parsed::Reject(r) => (r, 1, false, "other", false),
-        Parsed::Complete(req) => {
-            let cfg = ctx.config.load();
-            let now = Instant::now();
-            let metrics = || ctx.metrics.render(&cfg, &ctx.shared, now);
-            let view = View {
-                config: &cfg,
-                shared: &ctx.shared,
-                peer,
-                now,
-                metrics: &metrics,
-            };
-            let (r, label) = respond(&req, &view);
-            if cfg.log.access_log {
-                tracing::info!(%peer, path = %crate::http::sanitize(&req.path), status = r.status, "request");
-            }
-            let clean = req.fully_read(buf.len());
-            (r, req.minor, req.method == Method::Head, label, clean)
-        }
-    };
-    ctx.metrics.request(label, response.status);
-    Some((response.render(minor, head_only), clean))
-}
-
-/// The synchronous first look (see [`FastPath`]).
-fn http_fast(stream: &std::net::TcpStream, peer: IpAddr, ctx: &Ctx) -> Fast {
-    use std::io::{Read, Write};
-    let mut chunk = [0u8; 2048];
-    let n = match (&*stream).read(&mut chunk) {
-        Ok(0) => return Fast::Done,
-        Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Fast::Continue(Vec::new()),
-        Err(_) => return Fast::Done,
-    };
-    let Some((bytes, clean)) = answer(&chunk[..n], peer, ctx) else {
-        return Fast::Continue(chunk[..n].to_vec());
-    };
-    match (&*stream).write(&bytes) {
-        Ok(w) if w == bytes.len() && clean => Fast::Done,
-        Ok(w) => Fast::Finish(bytes[w..].to_vec()),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Fast::Finish(bytes),
-        Err(_) => Fast::Done,
-    }
-}
-
-/// One HTTP exchange, asynchronously, from the bytes already received.
-pub async fn handle(mut stream: TcpStream, peer: IpAddr, ctx: &Ctx, prefix: Vec<u8>) {
-    let now = tokio::time::Instant::now();
-    // A validated request_timeout is at most a day; an unrepresentable deadline
-    // answers 408 at once instead of panicking.
-    let deadline = now
-        .checked_add(ctx.config.load().listen.request_timeout)
-        .unwrap_or(now);
-    let mut buf = prefix;
-    let mut chunk = [0u8; 2048];
-    loop {
-        if !buf.is_empty() {
-            if let Some((bytes, clean)) = answer(&buf, peer, ctx) {
-                finish(stream, &bytes, !clean).await;
-                return;
-            }
-        }
-        let n = match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return, // closed early: nobody to answer
-            Ok(Ok(n)) => n,
-            Err(_) => {
-                // Too slow (slowloris or a silent client): say so and close.
-                let r = Response::text(408, "request timeout");
-                ctx.metrics.request("other", 408);
-                finish(stream, &r.render(1, false), true).await;
-                return;
-            }
-        };
-        let room = MAX_REQUEST.saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..n.min(room)]);
-    }
-}
-
-/// One write, then close: at once when everything the peer sent was read, else
-/// lingering — shut down our side and drain for a moment, so the peer's unread
-/// bytes do not turn into an RST that eats the answer.
-async fn finish(mut stream: TcpStream, bytes: &[u8], linger: bool) {
-    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes)).await {
-        Ok(Ok(())) => {}
-        _ => return,
-    }
-    if !linger {
-        return;
-    }
-    let _ = stream.shutdown().await;
-    let until = tokio::time::Instant::now() + LINGER;
-    let mut sink = [0u8; 1024];
-    let mut drained = 0usize;
-    while drained < 64 * 1024 {
-        match tokio::time::timeout_at(until, stream.read(&mut sink)).await {
-            Ok(Ok(n)) if n > 0 => drained += n,
-            _ => break,
-        }
-    }
 }

@@ -103,37 +103,37 @@ pub fn clear_env() {
 
 /// What a listening socket is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum Protocol {
     Http,
     Agent,
 }
 
-impl Kind {
+impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Http => "http",
-            Kind::Agent => "agent",
+            Protocol::Http => "http",
+            Protocol::Agent => "agent",
         }
     }
 }
 
 /// Match an inherited socket to a configured listener: by address first, then by
 /// its `LISTEN_FDNAMES` name (`http` / `agent`).
-pub fn classify(
+pub fn match_inherited(
     local: SocketAddr,
     name: &str,
     http: &[SocketAddr],
     agent: &[SocketAddr],
-) -> Option<(Kind, SocketAddr)> {
+) -> Option<(Protocol, SocketAddr)> {
     if http.contains(&local) {
-        return Some((Kind::Http, local));
+        return Some((Protocol::Http, local));
     }
     if agent.contains(&local) {
-        return Some((Kind::Agent, local));
+        return Some((Protocol::Agent, local));
     }
     match name {
-        "http" => Some((Kind::Http, local)),
-        "agent" => Some((Kind::Agent, local)),
+        "http" => Some((Protocol::Http, local)),
+        "agent" => Some((Protocol::Agent, local)),
         _ => None,
     }
 }
@@ -176,17 +176,23 @@ mod tests {
     }
 
     #[test]
-    fn classify_by_address_then_name() {
+    fn match_inherited_by_address_then_name() {
         let a: SocketAddr = "127.0.0.1:9200".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:9201".parse().unwrap();
         let other: SocketAddr = "0.0.0.0:1".parse().unwrap();
-        assert_eq!(classify(a, "", &[a], &[b]), Some((Kind::Http, a)));
-        assert_eq!(classify(b, "http", &[a], &[b]), Some((Kind::Agent, b)));
         assert_eq!(
-            classify(other, "agent", &[a], &[b]),
-            Some((Kind::Agent, other))
+            match_inherited(a, "", &[a], &[b]),
+            Some((Protocol::Http, a))
         );
-        assert_eq!(classify(other, "x", &[a], &[b]), None);
+        assert_eq!(
+            match_inherited(b, "http", &[a], &[b]),
+            Some((Protocol::Agent, b))
+        );
+        assert_eq!(
+            match_inherited(other, "agent", &[a], &[b]),
+            Some((Protocol::Agent, other))
+        );
+        assert_eq!(match_inherited(other, "x", &[a], &[b]), None);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub fn report(snap: &Snapshot, v: &Verdict) -> (String, i32) {
 pub fn evaluate_direct(
     snap: &Snapshot,
     check: &crate::config::Check,
-    role: crate::verdict::Role,
+    role: crate::role::Role,
     max_lag: Option<Duration>,
 ) -> Verdict {
     evaluate(Some(snap), Instant::now(), check, role, max_lag)

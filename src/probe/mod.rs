@@ -16,178 +16,21 @@
 //!   never formatted;
 //! - credentials files are re-read before every connect (rotation without restart).
 
-use std::fmt;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
 
+use crate::config::secret::{Secret, MAX_PASSWORD_FILE};
 use crate::config::{Check, Credentials, Mysql, SslMode, Target};
 use crate::facts::{
     core_variables_sql, has_role_column, replication_sql, status_sql, version_triple, Channel,
-    Facts, Group, Member, OptionalFact, ServerError, StepFailure, GROUP_MEMBERS_SQL,
-    GROUP_QUEUE_SQL, GROUP_QUEUE_SQL_57,
+    Facts, Group, Member, OptionalFact, ProbeError, Reason, ServerError, Step, StepFailure,
+    GROUP_MEMBERS_SQL, GROUP_QUEUE_SQL, GROUP_QUEUE_SQL_57,
 };
-use crate::secret::Secret;
-
-/// Why a round failed, as named in bodies, logs and metric labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    Refused,
-    Timeout,
-    Tls,
-    AccessDenied,
-    AccountLocked,
-    PasswordExpired,
-    HostBlocked,
-    TooManyConnections,
-    OfflineMode,
-    Privilege,
-    /// The connection broke mid-round (reset, closed by the server).
-    Io,
-    /// Any other error reply on connect.
-    ServerError,
-    Internal,
-}
-
-impl Reason {
-    pub const ALL: &'static [Reason] = &[
-        Reason::Refused,
-        Reason::Timeout,
-        Reason::Tls,
-        Reason::AccessDenied,
-        Reason::AccountLocked,
-        Reason::PasswordExpired,
-        Reason::HostBlocked,
-        Reason::TooManyConnections,
-        Reason::OfflineMode,
-        Reason::Privilege,
-        Reason::Io,
-        Reason::ServerError,
-        Reason::Internal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Refused => "refused",
-            Reason::Timeout => "timeout",
-            Reason::Tls => "tls",
-            Reason::AccessDenied => "access_denied",
-            Reason::AccountLocked => "account_locked",
-            Reason::PasswordExpired => "password_expired",
-            Reason::HostBlocked => "host_blocked",
-            Reason::TooManyConnections => "too_many_connections",
-            Reason::OfflineMode => "offline_mode",
-            Reason::Privilege => "privilege",
-            Reason::Io => "io",
-            Reason::ServerError => "server_error",
-            Reason::Internal => "internal",
-        }
-    }
-
-    /// The checker's own account is refused: nothing about the server's health, and
-    /// usually true on every node at once (account changes replicate).
-    pub fn is_auth(self) -> bool {
-        matches!(
-            self,
-            Reason::AccessDenied | Reason::AccountLocked | Reason::PasswordExpired
-        )
-    }
-
-    /// Map a server error number to a reason (connect-time meaning).
-    pub fn from_code(code: u16) -> Reason {
-        match code {
-            1045 => Reason::AccessDenied,
-            3118 | 3955 | 4151 => Reason::AccountLocked,
-            1820 | 1862 => Reason::PasswordExpired,
-            1129 => Reason::HostBlocked,
-            1040 | 1203 => Reason::TooManyConnections,
-            3032 => Reason::OfflineMode,
-            1227 | 1142 => Reason::Privilege,
-            _ => Reason::ServerError,
-        }
-    }
-}
-
-/// Which step of a round failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Connect,
-    Core,
-    Query,
-    Status,
-    Replication,
-    Group,
-}
-
-impl Step {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Connect => "connect",
-            Step::Core => "core facts",
-            Step::Query => "check query",
-            Step::Status => "status counters",
-            Step::Replication => "replication status",
-            Step::Group => "group replication status",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeError {
-    pub reason: Reason,
-    pub step: Step,
-    /// The server's error number, when there was one.
-    pub code: Option<u16>,
-    /// For logs and `/status` only (may hold redacted server text); never in a body.
-    pub detail: String,
-}
-
-impl ProbeError {
-    fn new(reason: Reason, step: Step, detail: impl Into<String>) -> Self {
-        ProbeError {
-            reason,
-            step,
-            code: None,
-            detail: detail.into(),
-        }
-    }
-
-    /// Our own phrase, safe for health bodies: never server-supplied text.
-    pub fn phrase(&self) -> String {
-        let code = self
-            .code
-            .map(|c| format!(" (error {c})"))
-            .unwrap_or_default();
-        match self.reason {
-            Reason::Refused => "connection refused".to_string(),
-            Reason::Timeout => format!("timeout during {}", self.step.as_str()),
-            Reason::Tls => "TLS failure".to_string(),
-            Reason::AccessDenied => format!("access denied for the checker account{code}"),
-            Reason::AccountLocked => format!("checker account locked{code}"),
-            Reason::PasswordExpired => format!("checker password expired{code}"),
-            Reason::HostBlocked => format!("host blocked by the server{code}"),
-            Reason::TooManyConnections => format!("too many connections{code}"),
-            Reason::OfflineMode => format!("server in offline_mode{code}"),
-            Reason::Privilege => format!("missing privilege for {}{code}", self.step.as_str()),
-            Reason::Io if self.step == Step::Connect => {
-                "connection closed or protocol error during connect".to_string()
-            }
-            Reason::Io => format!("connection lost during {}", self.step.as_str()),
-            Reason::ServerError => format!("server error during {}{code}", self.step.as_str()),
-            Reason::Internal => format!("internal error during {}", self.step.as_str()),
-        }
-    }
-}
-
-impl fmt::Display for ProbeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.phrase())
-    }
-}
 
 /// Classify a driver error (pure, unit-tested).
-pub fn classify(err: &mysql_async::Error, step: Step) -> ProbeError {
+pub fn classify_driver_error(err: &mysql_async::Error, step: Step) -> ProbeError {
     use mysql_async::{DriverError, Error, IoError};
     match err {
         Error::Server(e) => ProbeError {
@@ -237,11 +80,6 @@ pub fn classify(err: &mysql_async::Error, step: Step) -> ProbeError {
     }
 }
 
-/// User and password for the next connect, re-read from their files each time.
-/// Largest password file read: a password is short, and the cap keeps a wrong path
-/// (a log file) from being read whole before every connect.
-pub const MAX_PASSWORD_FILE: u64 = 64 * 1024;
-
 /// The account and password for the next connect, re-reading any file (so rotation
 /// needs no restart). Files are read off the async workers under the connect
 /// deadline and never block on a FIFO; an unreadable file fails the connect
@@ -271,7 +109,7 @@ async fn credentials(mysql: &Mysql) -> Result<(String, Option<Secret>), ProbeErr
         }
         Credentials::DefaultsFile(p) => {
             let path = p.clone();
-            let load = move || crate::mycnf::load(&path);
+            let load = move || crate::config::mycnf::load(&path);
             let opts = crate::smallfile::off_worker(p, mysql.connect_timeout, load)
                 .await
                 .map_err(|e| cred_err(format!("option file {e}: {}", p.display())))?
@@ -391,10 +229,6 @@ impl Probe {
         self.budget = round_budget(check);
         self.query = check.query.clone();
         self.max_applier_queue = check.gr_max_applier_queue;
-    }
-
-    pub fn is_connected(&self) -> bool {
-        self.conn.is_some()
     }
 
     /// How long the next wait may last: `limit`, or less when the round's deadline is
@@ -621,11 +455,11 @@ impl Probe {
                 self.server_lacks_tls = true;
                 match attempt(false).await {
                     Ok(Ok(c)) => c,
-                    Ok(Err(e)) => return Err(classify(&e, Step::Connect)),
+                    Ok(Err(e)) => return Err(classify_driver_error(&e, Step::Connect)),
                     Err(_) => return Err(self.connect_timed_out("connect")),
                 }
             }
-            Ok(Err(e)) => return Err(classify(&e, Step::Connect)),
+            Ok(Err(e)) => return Err(classify_driver_error(&e, Step::Connect)),
         };
         // Keep every check cheap and bounded on the server side too; a stopped server
         // enforces nothing, so the client-side deadlines above stay the real guard.
@@ -655,7 +489,7 @@ impl Probe {
             Ok(Ok(())) | Ok(Err(mysql_async::Error::Server(_))) => Ok(conn),
             Ok(Err(e)) => {
                 discard(conn).await;
-                Err(classify(&e, Step::Connect))
+                Err(classify_driver_error(&e, Step::Connect))
             }
             Err(_) => {
                 discard(conn).await;
@@ -670,7 +504,7 @@ impl Probe {
         if e.is_fatal() {
             self.close().await;
         }
-        classify(e, step)
+        classify_driver_error(e, step)
     }
 
     fn connect_timed_out(&self, what: &str) -> ProbeError {
@@ -762,7 +596,7 @@ mod tests {
             message: "Access denied for user 'mysqlchk'@'localhost' (using password: YES)".into(),
             state: "28000".into(),
         });
-        let p = classify(&e, Step::Connect);
+        let p = classify_driver_error(&e, Step::Connect);
         assert_eq!(p.reason, Reason::AccessDenied);
         assert_eq!(
             p.phrase(),
@@ -772,23 +606,32 @@ mod tests {
         let refused = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
             std::io::ErrorKind::ConnectionRefused,
         )));
-        assert_eq!(classify(&refused, Step::Connect).reason, Reason::Refused);
+        assert_eq!(
+            classify_driver_error(&refused, Step::Connect).reason,
+            Reason::Refused
+        );
         let reset = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
             std::io::ErrorKind::ConnectionReset,
         )));
-        assert_eq!(classify(&reset, Step::Query).reason, Reason::Io);
+        assert_eq!(
+            classify_driver_error(&reset, Step::Query).reason,
+            Reason::Io
+        );
         let cert = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         )));
-        assert_eq!(classify(&cert, Step::Connect).reason, Reason::Tls);
+        assert_eq!(
+            classify_driver_error(&cert, Step::Connect).reason,
+            Reason::Tls
+        );
     }
 
     #[test]
     fn classify_connect_failures() {
         use mysql_async::{DriverError, Error, IoError};
         let io = |k: std::io::ErrorKind| Error::Io(IoError::Io(std::io::Error::from(k)));
-        let at_connect = |e: &Error| classify(e, Step::Connect).reason;
+        let at_connect = |e: &Error| classify_driver_error(e, Step::Connect).reason;
         // Nobody there: refused.
         assert_eq!(
             at_connect(&io(std::io::ErrorKind::ConnectionRefused)),
@@ -823,12 +666,12 @@ mod tests {
         ] {
             assert_eq!(at_connect(&Error::Driver(e)), Reason::Io);
         }
-        let p = classify(&Error::Driver(DriverError::ConnectionClosed), Step::Connect);
+        let p = classify_driver_error(&Error::Driver(DriverError::ConnectionClosed), Step::Connect);
         assert_eq!(
             p.phrase(),
             "connection closed or protocol error during connect"
         );
-        let p = classify(&Error::Driver(DriverError::ConnectionClosed), Step::Core);
+        let p = classify_driver_error(&Error::Driver(DriverError::ConnectionClosed), Step::Core);
         assert_eq!(p.phrase(), "connection lost during core facts");
     }
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Socket, Type};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -38,20 +38,24 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
-use crate::serve::{http_loop, Ctx};
-use crate::snapshot::Shared;
-use crate::systemd::{classify, inherited, Kind, Notifier};
+use crate::respond::accept::Responder;
+use crate::respond::http_conn::http_loop;
+use crate::snapshot::Published;
+
+pub mod systemd;
+
+use systemd::{inherited, match_inherited, Notifier, Protocol};
 
 const GRACE: Duration = Duration::from_secs(5);
 /// Environment variable naming the descriptor a handed-over child reports on.
 pub const READY_FD_ENV: &str = "MYSQLCHK_READY_FD";
 /// `LISTEN_FDNAMES` entry for a handed-over socket that was not pinned: a name
-/// `classify` does not match, so only its address can keep it.
+/// `match_inherited` does not match, so only its address can keep it.
 const BY_ADDRESS: &str = "by-address";
 
 /// A listening socket, bound or inherited, not yet accepting.
 pub struct Bound {
-    pub kind: Kind,
+    pub kind: Protocol,
     pub addr: SocketAddr,
     pub listener: std::net::TcpListener,
     /// Matched by its systemd name rather than a configured address: kept across
@@ -69,7 +73,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     } else {
         Domain::IPV4
     };
-    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    let s = Socket::new(domain, Type::STREAM, Some(socket2::Protocol::TCP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
@@ -80,12 +84,12 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
-fn wanted(cfg: &Config) -> Vec<(Kind, SocketAddr)> {
+fn wanted(cfg: &Config) -> Vec<(Protocol, SocketAddr)> {
     cfg.listen
         .http
         .iter()
-        .map(|a| (Kind::Http, *a))
-        .chain(cfg.listen.agent.iter().map(|a| (Kind::Agent, *a)))
+        .map(|a| (Protocol::Http, *a))
+        .chain(cfg.listen.agent.iter().map(|a| (Protocol::Agent, *a)))
         .collect()
 }
 
@@ -101,7 +105,7 @@ pub fn prepare(cfg: &Config, env: &BTreeMap<String, String>) -> Result<Vec<Bound
             continue;
         };
         let Ok(local) = l.local_addr() else { continue };
-        match classify(local, &inh.name, &cfg.listen.http, &cfg.listen.agent) {
+        match match_inherited(local, &inh.name, &cfg.listen.http, &cfg.listen.agent) {
             Some((kind, addr)) => {
                 let pinned = !cfg.listen.http.contains(&addr) && !cfg.listen.agent.contains(&addr);
                 let _ = l.set_nonblocking(true);
@@ -125,7 +129,7 @@ pub fn prepare(cfg: &Config, env: &BTreeMap<String, String>) -> Result<Vec<Bound
             ),
         }
     }
-    crate::systemd::clear_env();
+    systemd::clear_env();
     for (kind, addr) in wanted(cfg) {
         // Already inherited: the same address, or a wildcard socket of the same kind
         // on the same port (systemd's `ListenStream=9200` is a dual-stack [::]:9200,
@@ -154,7 +158,7 @@ pub fn prepare(cfg: &Config, env: &BTreeMap<String, String>) -> Result<Vec<Bound
 
 /// One running accept loop.
 struct Running {
-    kind: Kind,
+    kind: Protocol,
     addr: SocketAddr,
     pinned: bool,
     fd: i32,
@@ -164,8 +168,8 @@ struct Running {
 
 struct Daemon {
     config: Arc<ArcSwap<Config>>,
-    shared: Arc<Shared>,
-    ctx: Arc<Ctx>,
+    published: Arc<Published>,
+    responder: Arc<Responder>,
     reconfigured: Arc<Notify>,
     tracker: TaskTracker,
     running: Vec<Running>,
@@ -181,15 +185,15 @@ impl Daemon {
         let listener = b.listener;
         let stop = CancellationToken::new();
         let task = match b.kind {
-            Kind::Http => tokio::spawn(http_loop(
+            Protocol::Http => tokio::spawn(http_loop(
                 listener,
-                self.ctx.clone(),
+                self.responder.clone(),
                 stop.clone(),
                 self.tracker.clone(),
             )),
-            Kind::Agent => tokio::spawn(crate::agent::agent_loop(
+            Protocol::Agent => tokio::spawn(crate::respond::agent::agent_loop(
                 listener,
-                self.ctx.clone(),
+                self.responder.clone(),
                 stop.clone(),
                 self.tracker.clone(),
             )),
@@ -214,7 +218,7 @@ impl Daemon {
             .saturating_add(Duration::from_secs(1));
         let until = Instant::now() + limit;
         while Instant::now() < until {
-            if self.shared.latest().is_some() {
+            if self.published.latest().is_some() {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -269,7 +273,7 @@ impl Daemon {
                 }
             }
         }
-        let keep: Vec<(Kind, SocketAddr)> = wanted(&new);
+        let keep: Vec<(Protocol, SocketAddr)> = wanted(&new);
         let old = self.config.load_full();
         self.config.store(Arc::new(new));
         self.reconfigured.notify_one();
@@ -483,21 +487,25 @@ pub async fn run(
         }
     };
     let config = Arc::new(ArcSwap::from_pointee(cfg));
-    let shared = Arc::new(Shared::new());
+    let published = Arc::new(Published::new());
     let metrics = Arc::new(Metrics::new());
     let reconfigured = Arc::new(Notify::new());
-    let ctx = Arc::new(Ctx::new(config.clone(), shared.clone(), metrics.clone()));
+    let responder = Arc::new(Responder::new(
+        config.clone(),
+        published.clone(),
+        metrics.clone(),
+    ));
     let checker = tokio::spawn(crate::checker::run(
         config.clone(),
-        shared.clone(),
+        published.clone(),
         metrics.clone(),
         reconfigured.clone(),
         shutdown.clone(),
     ));
     let mut d = Daemon {
         config,
-        shared,
-        ctx,
+        published,
+        responder,
         reconfigured,
         tracker: TaskTracker::new(),
         running: Vec::new(),
@@ -537,13 +545,13 @@ pub async fn run(
 
     let watchdog = d.notifier.watchdog.map(|period| {
         let notifier = d.notifier.clone();
-        let shared = d.shared.clone();
+        let published = d.published.clone();
         let config = d.config.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period / 2).await;
                 // Tied to checker progress: a stuck prober stops the pings.
-                let fresh = shared
+                let fresh = published
                     .since_progress(Instant::now())
                     .is_some_and(|age| age <= config.load().check.stale_after);
                 if fresh {
@@ -553,10 +561,10 @@ pub async fn run(
         })
     });
     if d.notifier.enabled() {
-        let shared = d.shared.clone();
+        let published = d.published.clone();
         let notifier = d.notifier.clone();
         tokio::spawn(async move {
-            while shared.latest().is_none() {
+            while published.latest().is_none() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             notifier.notify("READY=1\nSTATUS=first check done");

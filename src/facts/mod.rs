@@ -1,5 +1,5 @@
 //! What a probe round learned about the server, and the pure decoding of MySQL replies
-//! into it.
+//! into it; [`failure`] holds why a round or one of its steps failed.
 //!
 //! Invariants: decoding never panics (values are read with `get_opt`-style lookups and
 //! kept as text until a rule needs them); a fact the server does not have is `None`,
@@ -7,10 +7,12 @@
 //! already redacted, and only `/status` and logs show it, never a health body.
 
 use std::collections::BTreeMap;
-use std::fmt;
+
+pub(crate) mod failure;
+pub(crate) use failure::{redact, ProbeError, Reason, ServerError, Step, StepFailure};
 
 /// The core variables read in one round trip at the start of every round.
-pub const CORE_VARIABLES: &[&str] = &[
+pub(crate) const CORE_VARIABLES: &[&str] = &[
     "read_only",
     "super_read_only",
     "offline_mode",
@@ -32,7 +34,7 @@ pub const CORE_VARIABLES: &[&str] = &[
 /// Status counters read every round (one round trip): load, Galera's state, and the
 /// Group Replication primary where it is a status variable (MySQL 5.7, whose member
 /// table has no role column).
-pub const STATUS_VARIABLES: &[&str] = &[
+pub(crate) const STATUS_VARIABLES: &[&str] = &[
     "Threads_connected",
     "group_replication_primary_member",
     "wsrep_local_state",
@@ -42,7 +44,7 @@ pub const STATUS_VARIABLES: &[&str] = &[
     "wsrep_ready",
 ];
 
-pub fn status_sql() -> String {
+pub(crate) fn status_sql() -> String {
     let names: Vec<String> = STATUS_VARIABLES.iter().map(|v| format!("'{v}'")).collect();
     format!(
         "SHOW GLOBAL STATUS WHERE Variable_name IN ({})",
@@ -51,12 +53,13 @@ pub fn status_sql() -> String {
 }
 
 /// Group Replication members as this server sees them.
-pub const GROUP_MEMBERS_SQL: &str = "SELECT * FROM performance_schema.replication_group_members";
+pub(crate) const GROUP_MEMBERS_SQL: &str =
+    "SELECT * FROM performance_schema.replication_group_members";
 /// This member's applier queue (only read when `check.gr_max_applier_queue` > 0).
-pub const GROUP_QUEUE_SQL: &str = "SELECT COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
+pub(crate) const GROUP_QUEUE_SQL: &str = "SELECT COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
 /// The same on MySQL 5.7, which has neither that column nor the member role: the
 /// transactions waiting in the member's queue.
-pub const GROUP_QUEUE_SQL_57: &str = "SELECT COUNT_TRANSACTIONS_IN_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
+pub(crate) const GROUP_QUEUE_SQL_57: &str = "SELECT COUNT_TRANSACTIONS_IN_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
 
 /// One row of `replication_group_members`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,19 +89,19 @@ impl Member {
 }
 
 /// Whether member rows carry `MEMBER_ROLE` (MySQL ≥ 8.0.2; not 5.7).
-pub fn has_role_column(cols: &[(String, Option<String>)]) -> bool {
+pub(crate) fn has_role_column(cols: &[(String, Option<String>)]) -> bool {
     cols.iter()
         .any(|(c, _)| c.eq_ignore_ascii_case("MEMBER_ROLE"))
 }
 
 /// What Group Replication says about this server.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Group {
-    pub members: Vec<Member>,
+pub(crate) struct Group {
+    pub(crate) members: Vec<Member>,
     /// Transactions waiting in this member's applier queue, when asked for (`None`
     /// inside: the server has no stats row for us). A failed read only affects
     /// `/replica`, the one role that needs it.
-    pub applier_queue: OptionalFact<Option<u64>>,
+    pub(crate) applier_queue: OptionalFact<Option<u64>>,
 }
 
 impl Group {
@@ -107,7 +110,7 @@ impl Group {
     /// the primary; empty means multi-primary, where every ONLINE member is a primary.
     /// Unknown (`None`: the status was not read) leaves the roles empty, which no role
     /// check accepts.
-    pub fn derive_roles(&mut self, primary_member: Option<&str>) {
+    pub(crate) fn derive_roles(&mut self, primary_member: Option<&str>) {
         let Some(primary) = primary_member.map(str::trim) else {
             return;
         };
@@ -128,7 +131,7 @@ impl Group {
     }
 }
 
-pub fn core_variables_sql() -> String {
+pub(crate) fn core_variables_sql() -> String {
     let names: Vec<String> = CORE_VARIABLES.iter().map(|v| format!("'{v}'")).collect();
     format!(
         "SHOW GLOBAL VARIABLES WHERE Variable_name IN ({})",
@@ -137,7 +140,7 @@ pub fn core_variables_sql() -> String {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavour {
+pub(crate) enum Flavour {
     MariaDb,
     MySql,
     Percona,
@@ -146,7 +149,7 @@ pub enum Flavour {
 impl Flavour {
     /// From `version` and `version_comment` (`10.11.6-MariaDB-0+deb12u1`,
     /// `8.0.36-28` + `Percona Server (GPL)…`, `8.0.36` + `MySQL Community Server`).
-    pub fn detect(version: &str, comment: &str) -> Flavour {
+    pub(crate) fn detect(version: &str, comment: &str) -> Flavour {
         let v = version.to_ascii_lowercase();
         let c = comment.to_ascii_lowercase();
         if v.contains("mariadb") || c.contains("mariadb") {
@@ -158,7 +161,7 @@ impl Flavour {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Flavour::MariaDb => "mariadb",
             Flavour::MySql => "mysql",
@@ -168,7 +171,7 @@ impl Flavour {
 }
 
 /// `(major, minor, patch)` from a version string; unknown parts are 0.
-pub fn version_triple(version: &str) -> (u16, u16, u16) {
+pub(crate) fn version_triple(version: &str) -> (u16, u16, u16) {
     let mut parts = version
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
@@ -180,88 +183,9 @@ pub fn version_triple(version: &str) -> (u16, u16, u16) {
     )
 }
 
-/// An error reply from the server: a fact about it, not a broken connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerError {
-    pub code: u16,
-    /// Redacted (see [`redact`]): for `/status` and logs only.
-    pub message: String,
-}
-
-impl ServerError {
-    pub fn new(code: u16, message: &str) -> Self {
-        ServerError {
-            code,
-            message: redact(message),
-        }
-    }
-}
-
-impl fmt::Display for ServerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error {}", self.code)
-    }
-}
-
-/// Server text made safe to show an admin: quoted literals (user names, hosts, row
-/// values) become `'…'`, and at most 120 characters remain.
-pub fn redact(message: &str) -> String {
-    let mut out = String::new();
-    let mut quote: Option<char> = None;
-    for ch in message.chars() {
-        match quote {
-            Some(q) if ch == q => {
-                out.push('…');
-                out.push(q);
-                quote = None;
-            }
-            Some(_) => {}
-            None if matches!(ch, '\'' | '"' | '`') => {
-                out.push(ch);
-                quote = Some(ch);
-            }
-            None if ch.is_control() => out.push(' '),
-            None => out.push(ch),
-        }
-    }
-    if let Some(q) = quote {
-        out.push('…');
-        out.push(q);
-    }
-    if out.chars().count() > 120 {
-        out = out.chars().take(119).collect();
-        out.push('…');
-    }
-    out
-}
-
-/// Why an optional step (replication, Galera, Group Replication) has no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepFailure {
-    pub reason: crate::probe::Reason,
-    pub code: Option<u16>,
-}
-
-impl StepFailure {
-    /// Our own phrase, safe for bodies.
-    pub fn phrase(&self) -> String {
-        use crate::probe::Reason;
-        let code = self
-            .code
-            .map(|c| format!(" (error {c})"))
-            .unwrap_or_default();
-        match self.reason {
-            Reason::Privilege => format!("missing privilege{code}"),
-            Reason::Timeout => "timeout".to_string(),
-            Reason::Io => "connection lost".to_string(),
-            r => format!("{}{code}", r.as_str()),
-        }
-    }
-}
-
 /// An optional fact: not asked for, known, or failed (with why).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub enum OptionalFact<T> {
+pub(crate) enum OptionalFact<T> {
     #[default]
     NotCollected,
     Known(T),
@@ -323,7 +247,7 @@ impl Channel {
 
 /// Which statement lists every replication channel, by flavour and version; and the
 /// older syntax to fall back to on a syntax error (1064) only.
-pub fn replication_sql(
+pub(crate) fn replication_sql(
     flavour: Flavour,
     version: (u16, u16, u16),
 ) -> (&'static str, Option<&'static str>) {
@@ -341,23 +265,23 @@ pub fn replication_sql(
 
 /// What one successful round knows.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// Core variables by lower-case name; a variable the server lacks is absent.
-    pub variables: BTreeMap<String, String>,
-    pub flavour: Flavour,
+    pub(crate) variables: BTreeMap<String, String>,
+    pub(crate) flavour: Flavour,
     /// The outcome of `check.query`: an error reply is a fact (down), not a reason to
     /// drop the connection.
-    pub query: Result<(), ServerError>,
+    pub(crate) query: Result<(), ServerError>,
     /// Async replication channels, all of them (selection is policy, in verdicts).
-    pub channels: OptionalFact<Vec<Channel>>,
+    pub(crate) channels: OptionalFact<Vec<Channel>>,
     /// `SHOW GLOBAL STATUS` subset (Threads_connected, wsrep_*), by lower-case name.
-    pub status: OptionalFact<BTreeMap<String, String>>,
+    pub(crate) status: OptionalFact<BTreeMap<String, String>>,
     /// Group Replication, only when a group name is configured.
-    pub group: OptionalFact<Group>,
+    pub(crate) group: OptionalFact<Group>,
 }
 
 impl Facts {
-    pub fn from_variables(rows: impl IntoIterator<Item = (String, String)>) -> Facts {
+    pub(crate) fn from_variables(rows: impl IntoIterator<Item = (String, String)>) -> Facts {
         let variables: BTreeMap<String, String> = rows
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
@@ -379,28 +303,28 @@ impl Facts {
         }
     }
 
-    pub fn var(&self, name: &str) -> Option<&str> {
+    pub(crate) fn var(&self, name: &str) -> Option<&str> {
         self.variables.get(name).map(String::as_str)
     }
 
-    pub fn version(&self) -> &str {
+    pub(crate) fn version(&self) -> &str {
         self.var("version").unwrap_or("")
     }
 
     /// `read_only` counts as on unless `OFF`/`0` (MariaDB 12 adds `NO_LOCK`, … which
     /// are all "on"). `None` when the server did not report it.
-    pub fn read_only(&self) -> Option<bool> {
+    pub(crate) fn read_only(&self) -> Option<bool> {
         self.var("read_only").map(is_on_unless_off)
     }
 
     /// MariaDB has no `super_read_only`: absent means off.
-    pub fn super_read_only(&self) -> bool {
+    pub(crate) fn super_read_only(&self) -> bool {
         self.var("super_read_only").is_some_and(is_on_unless_off)
     }
 
     /// Absent (MariaDB has none) is off; reported without a value (NULL reads as empty)
     /// is `None`: unknown, which a rule must not take for either answer.
-    pub fn offline_mode(&self) -> Option<bool> {
+    pub(crate) fn offline_mode(&self) -> Option<bool> {
         match self.var("offline_mode") {
             None => Some(false),
             Some(v) if v.trim().is_empty() => None,
@@ -411,7 +335,7 @@ impl Facts {
     /// Galera is really on: `wsrep_on=ON` and a provider loaded. (A plain MariaDB
     /// reports `wsrep_ready=OFF` and `wsrep_cluster_status=Disconnected`: those mean
     /// nothing without this gate.)
-    pub fn galera(&self) -> bool {
+    pub(crate) fn galera(&self) -> bool {
         self.var("wsrep_on")
             .is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1")
             && self
@@ -420,12 +344,12 @@ impl Facts {
     }
 
     /// Group Replication is configured (a group name is set).
-    pub fn group_replication(&self) -> bool {
+    pub(crate) fn group_replication(&self) -> bool {
         self.var("group_replication_group_name")
             .is_some_and(|g| !g.trim().is_empty())
     }
 
-    pub fn status_var(&self, name: &str) -> Option<&str> {
+    pub(crate) fn status_var(&self, name: &str) -> Option<&str> {
         match &self.status {
             OptionalFact::Known(m) => m.get(name).map(String::as_str),
             _ => None,
@@ -435,10 +359,10 @@ impl Facts {
     /// The errors a round that completed still met, by reason: the check query's error
     /// reply and every failed optional step (`mysqlchk_probe_errors_total` counts them,
     /// or a missing privilege would never show there).
-    pub fn errors(&self) -> Vec<crate::probe::Reason> {
+    pub(crate) fn errors(&self) -> Vec<Reason> {
         let mut out = Vec::new();
         if let Err(e) = &self.query {
-            out.push(crate::probe::Reason::from_code(e.code));
+            out.push(Reason::from_code(e.code));
         }
         let mut step = |f: &StepFailure| out.push(f.reason);
         if let OptionalFact::Failed(f) = &self.status {
@@ -460,7 +384,7 @@ impl Facts {
     }
 
     /// This server's own Group Replication member row.
-    pub fn own_member(&self) -> Option<&Member> {
+    pub(crate) fn own_member(&self) -> Option<&Member> {
         let OptionalFact::Known(g) = &self.group else {
             return None;
         };
@@ -518,7 +442,6 @@ mod tests {
 
     #[test]
     fn errors_of_a_completed_round() {
-        use crate::probe::Reason;
         let mut f = facts(&[]);
         assert!(f.errors().is_empty());
         f.query = Err(ServerError::new(1047, "WSREP has not yet prepared node"));
@@ -548,18 +471,6 @@ mod tests {
         );
         assert_eq!(facts(&[("offline_mode", "ON")]).offline_mode(), Some(true));
         assert_eq!(facts(&[("offline_mode", "")]).offline_mode(), None);
-    }
-
-    #[test]
-    fn redaction_hides_literals_and_bounds_length() {
-        assert_eq!(
-            redact("Access denied for user 'app'@'10.1.2.3' (using password: YES)"),
-            "Access denied for user '…'@'…' (using password: YES)"
-        );
-        assert_eq!(redact("unterminated 'secret"), "unterminated '…'");
-        let long = "x".repeat(500);
-        assert_eq!(redact(&long).chars().count(), 120);
-        assert_eq!(redact("a\nb"), "a b");
     }
 
     fn row(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {

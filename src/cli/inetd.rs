@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
-use crate::access::allowed;
 use crate::config::{self, Config};
-use crate::endpoints::{respond, View};
-use crate::http::{parse, Method, Parsed, Request, Response, MAX_REQUEST};
 use crate::metrics::Metrics;
-use crate::snapshot::Shared;
+use crate::respond::access::allowed;
+use crate::respond::endpoints::{respond, EndpointInputs};
+use crate::respond::http::{parse, Method, Parsed, Request, Response, MAX_REQUEST};
+use crate::snapshot::Published;
 
 /// The peer on stdin when it is a TCP socket; `None` for a pipe or terminal.
 fn stdin_peer() -> Option<IpAddr> {
@@ -108,24 +108,24 @@ fn exchange(cfg: &Config) -> Vec<u8> {
             Err(resp) => return resp.render(1, false),
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        let shared = Shared::new();
+        let published = Published::new();
         match tokio::time::timeout(left, crate::checker::direct_round(cfg)).await {
-            Ok(snap) => shared.publish(snap),
+            Ok(snap) => published.publish(snap),
             Err(_) => {
                 return Response::text(503, "health: down - timeout").render(req.minor, false);
             }
         }
         let metrics = Metrics::new();
         let now = Instant::now();
-        let render = || metrics.render(cfg, &shared, now);
-        let view = View {
+        let render = || metrics.render(cfg, &published, now);
+        let inputs = EndpointInputs {
             config: cfg,
-            shared: &shared,
+            published: &published,
             peer: peer.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             now,
             metrics: &render,
         };
-        let (resp, _) = respond(&req, &view);
+        let (resp, _) = respond(&req, &inputs);
         resp.render(req.minor, req.method == Method::Head)
     });
     // The stdin reader may still be blocked in a read: do not wait for it.

@@ -47,31 +47,31 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::secret::Secret;
+use crate::config::secret::Secret;
 
 /// Largest option file accepted, in bytes. Real ones are a few hundred bytes; the cap
 /// keeps a wrong path (a log file, `/dev/zero`) from eating memory.
-pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+pub(crate) const MAX_FILE_SIZE: u64 = 1024 * 1024;
 
 /// How deep `!include`s may nest below the file given to [`load`] (MySQL's limit too).
-pub const MAX_INCLUDE_DEPTH: usize = 10;
+pub(crate) const MAX_INCLUDE_DEPTH: usize = 10;
 
 /// How many files one [`load`] may read. Cycles are caught separately; this stops a
 /// diamond of includes (each file including the next one several times) from
 /// multiplying into millions of reads within the depth limit.
-pub const MAX_FILES: usize = 256;
+pub(crate) const MAX_FILES: usize = 256;
 
 /// Groups whose options apply to mysqlchk: what every MySQL client reads, plus ours.
 const GROUPS: [&str; 2] = ["client", "mysqlchk"];
 
 /// Connection options found in the option files; `None` means "not set, use the default".
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct ClientOptions {
-    pub user: Option<String>,
-    pub password: Option<Secret>,
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub socket: Option<PathBuf>,
+pub(crate) struct ClientOptions {
+    pub(crate) user: Option<String>,
+    pub(crate) password: Option<Secret>,
+    pub(crate) host: Option<String>,
+    pub(crate) port: Option<u16>,
+    pub(crate) socket: Option<PathBuf>,
 }
 
 /// Why an option file could not be used. `Display` is one line naming the file (and
@@ -150,13 +150,13 @@ pub enum MyCnfError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
     /// 1-based line number in its file.
-    pub line: usize,
+    pub(crate) line: usize,
     /// Group the line is in, trimmed and lower-cased.
-    pub group: String,
+    pub(crate) group: String,
     /// Option name with a `loose-` prefix dropped and every `-` written as `_`.
-    pub key: String,
+    pub(crate) key: String,
     /// Unquoted, unescaped value; `None` for a line without `=`.
-    pub value: Option<String>,
+    pub(crate) value: Option<String>,
 }
 
 // Written by hand so that a stray `{:?}` cannot log a password, of any group.
@@ -196,19 +196,19 @@ impl fmt::Display for IncludeKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Include {
     /// 1-based line number of the directive.
-    pub line: usize,
-    pub kind: IncludeKind,
+    pub(crate) line: usize,
+    pub(crate) kind: IncludeKind,
     /// The path as written; relative paths are relative to the including file's directory.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// How many of the file's entries come before the directive: the included options
     /// go between `entries[position - 1]` and `entries[position]` in read order.
-    pub position: usize,
+    pub(crate) position: usize,
 }
 
 /// Read `path` and every file it includes; options from the groups `[client]` and
 /// `[mysqlchk]` (later ones win, i.e. the last occurrence of a key wins across the
 /// whole read order).
-pub fn load(path: &Path) -> Result<ClientOptions, MyCnfError> {
+pub(crate) fn load(path: &Path) -> Result<ClientOptions, MyCnfError> {
     let mut loader = Loader::default();
     loader.read(path, None)?;
     Ok(loader.options)

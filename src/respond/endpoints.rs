@@ -1,4 +1,5 @@
-//! Request → response for every HTTP path: the routing table of SPEC §4.
+//! Request → response for every HTTP path: the routing table in the README
+//! ("HTTP endpoints").
 //!
 //! Invariants: never touches MySQL (one snapshot load, one pure evaluation); an
 //! unknown path is `400` listing the known ones (a `404` would drain every server
@@ -9,24 +10,13 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::config::{parse_duration, Config};
-use crate::http::{query_pairs, sanitize, Request, Response, JSON, METRICS};
-use crate::snapshot::Shared;
-use crate::status;
-use crate::verdict::{evaluate, Role, State};
+use crate::respond::http::{query_pairs, sanitize, Request, Response, JSON, METRICS};
+use crate::respond::status;
+use crate::role::Role;
+use crate::snapshot::Published;
+use crate::verdict::{evaluate, State};
 
-pub const KNOWN_PATHS: &str = "/, /health, /primary (/master, /read-write, /rw), /replica (/slave), /read-only (/ro), /live, /status, /metrics";
-
-/// The paths, as metric label values (a fixed set: unknown paths are `other`).
-pub const ENDPOINT_LABELS: &[&str] = &[
-    "health",
-    "primary",
-    "replica",
-    "read-only",
-    "live",
-    "status",
-    "metrics",
-    "other",
-];
+pub(crate) const KNOWN_PATHS: &str = "/, /health, /primary (/master, /read-write, /rw), /replica (/slave), /read-only (/ro), /live, /status, /metrics";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -53,7 +43,7 @@ impl Endpoint {
         })
     }
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Endpoint::Role(r) => r.name(),
             Endpoint::Live => "live",
@@ -64,17 +54,17 @@ impl Endpoint {
 }
 
 /// What the responder needs besides the request.
-pub struct View<'a> {
-    pub config: &'a Config,
-    pub shared: &'a Shared,
-    pub peer: IpAddr,
-    pub now: Instant,
+pub(crate) struct EndpointInputs<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) published: &'a Published,
+    pub(crate) peer: IpAddr,
+    pub(crate) now: Instant,
     /// Rendered `/metrics` text, produced by the caller only when asked.
-    pub metrics: &'a dyn Fn() -> String,
+    pub(crate) metrics: &'a dyn Fn() -> String,
 }
 
 /// The answer to one parsed request, and the endpoint label for metrics.
-pub fn respond(req: &Request, v: &View<'_>) -> (Response, &'static str) {
+pub(crate) fn respond(req: &Request, v: &EndpointInputs<'_>) -> (Response, &'static str) {
     let Some(ep) = Endpoint::from_path(&req.path) else {
         let body = format!(
             "unknown path {}; known paths: {KNOWN_PATHS}",
@@ -91,7 +81,7 @@ pub fn respond(req: &Request, v: &View<'_>) -> (Response, &'static str) {
             Response::text(403, "forbidden: not in listen.admin_allow")
         }
         Endpoint::Status => no_params(&params).unwrap_or_else(|| {
-            Response::with_type(200, JSON, status::render(v.config, v.shared, v.now))
+            Response::with_type(200, JSON, status::render(v.config, v.published, v.now))
         }),
         Endpoint::Metrics => {
             no_params(&params).unwrap_or_else(|| Response::with_type(200, METRICS, (v.metrics)()))
@@ -100,8 +90,8 @@ pub fn respond(req: &Request, v: &View<'_>) -> (Response, &'static str) {
     (r, label)
 }
 
-fn admin(v: &View<'_>) -> bool {
-    crate::access::allowed(&v.config.listen.admin_allow, v.peer)
+fn admin(v: &EndpointInputs<'_>) -> bool {
+    crate::respond::access::allowed(&v.config.listen.admin_allow, v.peer)
 }
 
 fn no_params(params: &[(String, String)]) -> Option<Response> {
@@ -144,12 +134,12 @@ pub fn lag_param(role: Role, params: &[(String, String)]) -> Result<Option<Durat
     Ok(lag)
 }
 
-fn role_response(role: Role, params: &[(String, String)], v: &View<'_>) -> Response {
+fn role_response(role: Role, params: &[(String, String)], v: &EndpointInputs<'_>) -> Response {
     let max_lag = match lag_param(role, params) {
         Ok(l) => l,
         Err(e) => return Response::text(400, e),
     };
-    let snap = v.shared.latest();
+    let snap = v.published.latest();
     let verdict = evaluate(snap.as_deref(), v.now, &v.config.check, role, max_lag);
     let status = match verdict.state {
         State::Up => 200,
@@ -159,8 +149,8 @@ fn role_response(role: Role, params: &[(String, String)], v: &View<'_>) -> Respo
     Response::text(status, verdict.line())
 }
 
-fn live(v: &View<'_>) -> Response {
-    match v.shared.since_progress(v.now) {
+fn live(v: &EndpointInputs<'_>) -> Response {
+    match v.published.since_progress(v.now) {
         Some(age) if age <= v.config.check.stale_after => Response::text(200, "live: up"),
         Some(age) => Response::text(
             503,
@@ -179,29 +169,29 @@ mod tests {
         use Endpoint::*;
         assert_eq!(
             Endpoint::from_path("/"),
-            Some(Role(crate::verdict::Role::Health))
+            Some(Role(crate::role::Role::Health))
         );
         assert_eq!(
             Endpoint::from_path("/health"),
-            Some(Role(crate::verdict::Role::Health))
+            Some(Role(crate::role::Role::Health))
         );
         for p in ["/primary", "/master", "/read-write", "/rw", "/primary/"] {
             assert_eq!(
                 Endpoint::from_path(p),
-                Some(Role(crate::verdict::Role::Primary)),
+                Some(Role(crate::role::Role::Primary)),
                 "{p}"
             );
         }
         for p in ["/replica", "/slave"] {
             assert_eq!(
                 Endpoint::from_path(p),
-                Some(Role(crate::verdict::Role::Replica))
+                Some(Role(crate::role::Role::Replica))
             );
         }
         for p in ["/read-only", "/ro"] {
             assert_eq!(
                 Endpoint::from_path(p),
-                Some(Role(crate::verdict::Role::ReadOnly))
+                Some(Role(crate::role::Role::ReadOnly))
             );
         }
         assert_eq!(Endpoint::from_path("/live"), Some(Live));
@@ -211,7 +201,7 @@ mod tests {
         assert_eq!(Endpoint::from_path("//"), None);
         assert_eq!(
             Endpoint::from_path("/Primary"),
-            Some(Role(crate::verdict::Role::Primary))
+            Some(Role(crate::role::Role::Primary))
         );
     }
 

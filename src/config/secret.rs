@@ -5,6 +5,10 @@
 
 use std::fmt;
 
+/// Largest password file read (validation and every connect): a password is short, and
+/// the cap keeps a wrong path (a log file) from being read whole before every connect.
+pub const MAX_PASSWORD_FILE: u64 = 64 * 1024;
+
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
 
@@ -16,10 +20,6 @@ impl Secret {
     /// The clear text, for the driver's connect options only.
     pub fn expose(&self) -> &str {
         &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 

@@ -17,46 +17,50 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::secret::Secret;
-use crate::verdict::Role;
+use crate::role::Role;
 
-pub const DEFAULT_PATH: &str = "/etc/mysqlchk/mysqlchk.toml";
-pub const ENV_CONFIG: &str = "MYSQLCHK_CONFIG";
+pub mod mycnf;
+pub(crate) mod secret;
+
+use secret::Secret;
+
+pub(crate) const DEFAULT_PATH: &str = "/etc/mysqlchk/mysqlchk.toml";
+pub(crate) const ENV_CONFIG: &str = "MYSQLCHK_CONFIG";
 const ENV_PREFIX: &str = "MYSQLCHK_";
 
 /// The longest timing setting accepted (intervals, timeouts, `stale_after`): anything
 /// longer is a typo, and bounding them keeps every deadline computed from them far
 /// from overflowing.
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// The longest lag bound accepted: longer than [`MAX_DURATION`] because a delayed
 /// replica (`MASTER_DELAY`) legitimately lags by days.
-pub const MAX_LAG: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(crate) const MAX_LAG: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// Where the settings came from, for messages (`/etc/mysqlchk/mysqlchk.toml` or
     /// `(no file)`).
-    pub source: String,
-    pub listen: Listen,
-    pub mysql: Mysql,
-    pub check: Check,
-    pub agent: Agent,
-    pub log: Log,
+    pub(crate) source: String,
+    pub(crate) listen: Listen,
+    pub(crate) mysql: Mysql,
+    pub(crate) check: Check,
+    pub(crate) agent: Agent,
+    pub(crate) log: Log,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Listen {
-    pub http: Vec<SocketAddr>,
-    pub agent: Vec<SocketAddr>,
-    pub allow: Vec<IpNet>,
-    pub admin_allow: Vec<IpNet>,
-    pub max_connections: usize,
-    pub max_connections_per_ip: usize,
-    pub request_timeout: Duration,
+pub(crate) struct Listen {
+    pub(crate) http: Vec<SocketAddr>,
+    pub(crate) agent: Vec<SocketAddr>,
+    pub(crate) allow: Vec<IpNet>,
+    pub(crate) admin_allow: Vec<IpNet>,
+    pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_ip: usize,
+    pub(crate) request_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     Tcp { host: String, port: u16 },
     Socket(PathBuf),
 }
@@ -74,7 +78,7 @@ impl fmt::Display for Target {
 /// Where the password comes from. Files are re-read before every reconnect so a
 /// rotated password needs no restart.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Credentials {
+pub(crate) enum Credentials {
     None,
     /// `mysql.password`: the environment (containers), or the file with a warning.
     Inline(Secret),
@@ -85,7 +89,7 @@ pub enum Credentials {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
+pub(crate) enum SslMode {
     Disabled,
     Preferred,
     Required,
@@ -105,7 +109,7 @@ impl SslMode {
         })
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SslMode::Disabled => "disabled",
             SslMode::Preferred => "preferred",
@@ -117,65 +121,65 @@ impl SslMode {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Mysql {
-    pub target: Target,
-    pub user: String,
-    pub credentials: Credentials,
-    pub connect_timeout: Duration,
-    pub ssl_mode: SslMode,
-    pub ssl_ca: Option<PathBuf>,
-    pub ssl_cert: Option<PathBuf>,
-    pub ssl_key: Option<PathBuf>,
+pub(crate) struct Mysql {
+    pub(crate) target: Target,
+    pub(crate) user: String,
+    pub(crate) credentials: Credentials,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) ssl_mode: SslMode,
+    pub(crate) ssl_ca: Option<PathBuf>,
+    pub(crate) ssl_cert: Option<PathBuf>,
+    pub(crate) ssl_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Check {
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub stale_after: Duration,
-    pub query: String,
-    pub max_replication_lag: Duration,
-    pub replication_channels: Vec<String>,
-    pub primary_allows_replication: bool,
-    pub gr_max_applier_queue: u64,
-    pub galera_donor_is_healthy: bool,
-    pub maintenance_file: PathBuf,
-    pub maintenance_status: u16,
+pub(crate) struct Check {
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) stale_after: Duration,
+    pub(crate) query: String,
+    pub(crate) max_replication_lag: Duration,
+    pub(crate) replication_channels: Vec<String>,
+    pub(crate) primary_allows_replication: bool,
+    pub(crate) gr_max_applier_queue: u64,
+    pub(crate) galera_donor_is_healthy: bool,
+    pub(crate) maintenance_file: PathBuf,
+    pub(crate) maintenance_status: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AgentMaintenance {
+pub(crate) enum AgentMaintenance {
     Drain,
     Maint,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Agent {
-    pub default_role: Role,
-    pub maintenance: AgentMaintenance,
-    pub soft_lag: Duration,
+pub(crate) struct Agent {
+    pub(crate) default_role: Role,
+    pub(crate) maintenance: AgentMaintenance,
+    pub(crate) soft_lag: Duration,
     /// Percent, 1..=100.
-    pub min_weight: u8,
+    pub(crate) min_weight: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Log {
-    pub level: String,
-    pub format: LogFormat,
-    pub access_log: bool,
+pub(crate) struct Log {
+    pub(crate) level: String,
+    pub(crate) format: LogFormat,
+    pub(crate) access_log: bool,
 }
 
 /// What loading produced: the config, plus warnings that do not stop it.
 #[derive(Debug)]
 pub struct Loaded {
-    pub config: Config,
-    pub warnings: Vec<String>,
+    pub(crate) config: Config,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Every error found, one line each.
@@ -250,7 +254,7 @@ const SECRET_KEYS: &[(&str, &str)] = &[("mysql", "password")];
 /// Which file to read: `-c`, else `$MYSQLCHK_CONFIG`, else the default path.
 /// `explicit` is true when the user named it (then a missing file is an error; a
 /// missing default file means "defaults and environment only").
-pub fn config_path(cli: Option<&Path>, env: &BTreeMap<String, String>) -> (PathBuf, bool) {
+pub(crate) fn config_path(cli: Option<&Path>, env: &BTreeMap<String, String>) -> (PathBuf, bool) {
     if let Some(p) = cli {
         return (p.to_path_buf(), true);
     }
@@ -261,14 +265,14 @@ pub fn config_path(cli: Option<&Path>, env: &BTreeMap<String, String>) -> (PathB
 }
 
 /// The process environment as a map (tests pass their own).
-pub fn process_env() -> BTreeMap<String, String> {
+pub(crate) fn process_env() -> BTreeMap<String, String> {
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect()
 }
 
 /// Read and validate. `explicit`: see [`config_path`].
-pub fn load(
+pub(crate) fn load(
     path: &Path,
     explicit: bool,
     env: &BTreeMap<String, String>,
@@ -752,7 +756,7 @@ impl Reader<'_> {
             self.check_password_file(&p, "mysql.password_file");
             Credentials::PasswordFile(p)
         } else if let Some(p) = defaults_file {
-            if let Err(e) = crate::mycnf::load(&p) {
+            if let Err(e) = crate::config::mycnf::load(&p) {
                 self.errors
                     .push(format!("{}: mysql.defaults_file: {e}", self.source));
             }
@@ -828,7 +832,7 @@ impl Reader<'_> {
         use crate::smallfile::{self, Links};
         // Bounded and non-blocking as the reads before each connect: a FIFO here
         // would otherwise hang the start, or a reload on the daemon's runtime.
-        let problem = match smallfile::read(p, crate::probe::MAX_PASSWORD_FILE, Links::Follow) {
+        let problem = match smallfile::read(p, secret::MAX_PASSWORD_FILE, Links::Follow) {
             Ok(_) => return self.check_permissions(p, key),
             Err(smallfile::Error::Io(e)) => format!("cannot read: {e}"),
             Err(e) => e.to_string(),
@@ -1020,7 +1024,7 @@ impl Reader<'_> {
 
 /// `"500ms"`, `"2s"`, `"1m 30s"`; also a bare number of seconds (`"10"`, as HAProxy's
 /// `agent-send`/query parameters use).
-pub fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if s.is_empty() {
         return None;
@@ -1047,13 +1051,13 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 /// Short human form: `1s`, `500ms`, `1m 30s`.
-pub fn fmt_duration(d: Duration) -> String {
+pub(crate) fn fmt_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
 impl Config {
     /// The effective settings, secrets masked, as `validate` prints them.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let list = |v: &[String]| {
             format!(
                 "[{}]",

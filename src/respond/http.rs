@@ -8,11 +8,11 @@
 use std::fmt::Write as _;
 
 /// The largest request head we accept (HAProxy's checks are ~30 bytes).
-pub const MAX_REQUEST: usize = 8 * 1024;
+pub(crate) const MAX_REQUEST: usize = 8 * 1024;
 const MAX_HEADERS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     Get,
     Head,
     Options,
@@ -20,24 +20,24 @@ pub enum Method {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub method: Method,
+    pub(crate) method: Method,
     /// The path without the query string, percent-encoding left as sent.
     pub path: String,
     /// The raw query string after `?`, if any.
     pub query: Option<String>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    pub minor: u8,
+    pub(crate) minor: u8,
     /// Bytes of the head, including its blank line.
-    pub head_len: usize,
+    pub(crate) head_len: usize,
     /// The head announces a body (Content-Length > 0 or Transfer-Encoding): bytes we
     /// will not read may still arrive.
-    pub has_body: bool,
+    pub(crate) has_body: bool,
 }
 
 impl Request {
     /// Nothing beyond the head was received and nothing more is announced: closing
     /// right after the answer sends a FIN, never a reset that could eat the answer.
-    pub fn fully_read(&self, received: usize) -> bool {
+    pub(crate) fn fully_read(&self, received: usize) -> bool {
         received == self.head_len && !self.has_body
     }
 }
@@ -170,19 +170,19 @@ pub fn sanitize(s: &str) -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: String,
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: String,
     /// Send `Allow:` (405).
-    pub allow: bool,
+    pub(crate) allow: bool,
 }
 
-pub const TEXT: &str = "text/plain; charset=utf-8";
-pub const JSON: &str = "application/json";
-pub const METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
+pub(crate) const JSON: &str = "application/json";
+pub(crate) const METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl Response {
-    pub fn text(status: u16, line: impl Into<String>) -> Response {
+    pub(crate) fn text(status: u16, line: impl Into<String>) -> Response {
         let mut body = line.into();
         body.push('\n');
         Response {
@@ -193,7 +193,7 @@ impl Response {
         }
     }
 
-    pub fn with_type(status: u16, content_type: &'static str, body: String) -> Response {
+    pub(crate) fn with_type(status: u16, content_type: &'static str, body: String) -> Response {
         Response {
             status,
             content_type,
@@ -204,7 +204,7 @@ impl Response {
 
     /// The whole response in one buffer. `head_only` for `HEAD` (the length is still
     /// that of the body a `GET` would get).
-    pub fn render(&self, minor: u8, head_only: bool) -> Vec<u8> {
+    pub(crate) fn render(&self, minor: u8, head_only: bool) -> Vec<u8> {
         let mut out = String::with_capacity(160 + self.body.len());
         let _ = write!(
             out,
@@ -226,7 +226,7 @@ impl Response {
     }
 }
 
-pub fn reason_phrase(status: u16) -> &'static str {
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",

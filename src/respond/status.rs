@@ -10,11 +10,12 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{fmt_duration, Config, Credentials};
 use crate::facts::{Facts, OptionalFact};
-use crate::snapshot::{Shared, Snapshot};
-use crate::verdict::{evaluate, Role};
+use crate::role::Role;
+use crate::snapshot::{Published, Snapshot};
+use crate::verdict::evaluate;
 
-pub fn render(config: &Config, shared: &Shared, now: Instant) -> String {
-    let snap = shared.latest();
+pub fn render(config: &Config, published: &Published, now: Instant) -> String {
+    let snap = published.latest();
     let roles: Map<String, Value> = Role::ALL
         .iter()
         .map(|&r| {
