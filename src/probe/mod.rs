@@ -16,16 +16,21 @@
 //!   never formatted;
 //! - credentials files are re-read before every connect (rotation without restart).
 
+mod sql;
+
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
+use mysql_async::{Conn, OptsBuilder, Row, SslOpts};
 
 use crate::config::secret::{Secret, MAX_PASSWORD_FILE};
 use crate::config::{Check, Credentials, Mysql, SslMode, Target};
 use crate::facts::{
-    core_variables_sql, has_role_column, replication_sql, status_sql, version_triple, Channel,
-    Facts, Group, Member, OptionalFact, ProbeError, Reason, ServerError, Step, StepFailure,
+    has_role_column, version_triple, Channel, Facts, Group, Member, OptionalFact, ProbeError,
+    Reason, ServerError, Step, StepFailure,
+};
+use sql::{
+    channel_of, columns, core_variables_sql, replication_sql, session_sql, status_sql, text,
     GROUP_MEMBERS_SQL, GROUP_QUEUE_SQL, GROUP_QUEUE_SQL_57,
 };
 
@@ -461,21 +466,8 @@ impl Probe {
             }
             Ok(Err(e)) => return Err(classify_driver_error(&e, Step::Connect)),
         };
-        // Keep every check cheap and bounded on the server side too; a stopped server
-        // enforces nothing, so the client-side deadlines above stay the real guard.
-        // Failures here are facts about the server (e.g. an old version), not fatal.
-        let ms = self.timeout.as_millis().max(1);
-        let is_mariadb = conn.server_version().0 >= 10;
-        let set = if is_mariadb {
-            format!("SET SESSION max_statement_time={:.3}", ms as f64 / 1000.0)
-        } else {
-            format!("SET SESSION max_execution_time={ms}")
-        };
-        // Galera: a check must never wait for the cluster to catch up. Sent to every
-        // flavour (Percona XtraDB Cluster reports a MySQL version); elsewhere it is an
-        // error reply, which is harmless.
-        for sql in [set.as_str(), "SET SESSION wsrep_sync_wait=0"] {
-            conn = self.session_setup(conn, sql).await?;
+        for sql in session_sql(conn.server_version().0, self.timeout) {
+            conn = self.session_setup(conn, &sql).await?;
         }
         Ok(conn)
     }
@@ -542,32 +534,6 @@ impl Probe {
 /// task and its socket is simply closed.
 async fn discard(conn: Conn) {
     let _ = tokio::time::timeout(Duration::from_millis(500), conn.disconnect()).await;
-}
-
-/// A row as (column name, text value) pairs, for the decoders in `facts`.
-fn columns(row: &Row) -> Vec<(String, Option<String>)> {
-    row.columns_ref()
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.name_str().into_owned(), text(row, i)))
-        .collect()
-}
-
-fn channel_of(row: &Row) -> Channel {
-    Channel::from_row(&columns(row))
-}
-
-/// Column `idx` as text, whatever its type; `None` for NULL or a missing column.
-pub fn text(row: &Row, idx: usize) -> Option<String> {
-    match row.as_ref(idx)? {
-        Value::NULL => None,
-        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::UInt(u) => Some(u.to_string()),
-        Value::Float(f) => Some(f.to_string()),
-        Value::Double(f) => Some(f.to_string()),
-        other => Some(other.as_sql(true).trim_matches('\'').to_string()),
-    }
 }
 
 #[cfg(test)]
