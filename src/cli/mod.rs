@@ -9,114 +9,20 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
 use crate::config::{self, Config, LogFormat};
 use crate::role::Role;
 use crate::{checker, daemon, maintenance};
 
+use args::{Cli, Command, HaproxyArgs, MaintenanceAction};
+
+mod args;
 mod haproxy_config;
 mod inetd;
 mod plugin;
 
 const EX_CONFIG: u8 = 78;
-
-#[derive(Parser)]
-#[command(
-    name = "mysqlchk",
-    version,
-    propagate_version = true,
-    about = "Health-check agent for MySQL / MariaDB / Percona behind HAProxy",
-    long_about = None
-)]
-struct Cli {
-    /// Config file (default /etc/mysqlchk/mysqlchk.toml, or $MYSQLCHK_CONFIG)
-    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the daemon (HTTP checks, agent-check port)
-    Serve,
-    /// Run one direct check and print one monitoring-plugin line
-    Check {
-        /// health, primary, replica, read-only (or an alias)
-        #[arg(default_value = "health")]
-        role: String,
-        /// Replication lag bound for replica / read-only (e.g. 10s, 1m)
-        #[arg(long = "max-lag", value_name = "DURATION")]
-        max_lag: Option<String>,
-    },
-    /// Answer one HTTP request on stdin/stdout (xinetd, systemd Accept=yes)
-    Inetd,
-    /// Validate the config and print the effective settings (secrets masked)
-    Validate,
-    /// Drain this server gracefully (persisted in check.maintenance_file)
-    Maintenance {
-        #[command(subcommand)]
-        action: MaintenanceAction,
-    },
-    /// Print a haproxy.cfg for servers that each run mysqlchk
-    HaproxyConfig(HaproxyArgs),
-}
-
-#[derive(clap::Args)]
-struct HaproxyArgs {
-    /// NAME=HOST:PORT[@CHECKPORT[/AGENTPORT]],... (the MySQL addresses; a server's
-    /// own mysqlchk ports when they differ from --check-port / --agent-port)
-    #[arg(long, value_name = "LIST")]
-    servers: String,
-    /// replication | galera | group-replication
-    #[arg(long, default_value = "replication")]
-    topology: String,
-    /// mysqlchk's HTTP port on every server
-    #[arg(long, default_value_t = 9200)]
-    check_port: u16,
-    /// mysqlchk's agent-check port (adds lag-weighted agent checks to the read side)
-    #[arg(long)]
-    agent_port: Option<u16>,
-    /// Address the listeners bind to
-    #[arg(long, default_value = "0.0.0.0")]
-    bind: String,
-    /// Port of the write listener
-    #[arg(long, default_value_t = 3306)]
-    write_port: u16,
-    /// Port of the read listener
-    #[arg(long, default_value_t = 3307)]
-    read_port: u16,
-    /// Hard replication lag bound of the read listener
-    #[arg(long, default_value = "30s")]
-    max_lag: String,
-    /// Send reads to any healthy server when no replica passes
-    #[arg(long)]
-    read_fallback: bool,
-    /// HAProxy's server-state file
-    #[arg(long, default_value = "/var/lib/haproxy/server-state")]
-    state_file: String,
-    /// HAProxy's admin socket (with `expose-fd listeners`, for seamless reloads with -x)
-    #[arg(long, value_name = "PATH", default_value = "/run/haproxy/admin.sock")]
-    stats_socket: String,
-    /// Also add a stats page bound to this ADDR:PORT
-    #[arg(long, value_name = "ADDR:PORT")]
-    stats: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum MaintenanceAction {
-    /// Set the maintenance flag
-    On {
-        /// Why (shown in check answers)
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Clear the maintenance flag
-    Off,
-    /// Show the flag
-    Status,
-}
 
 pub fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
