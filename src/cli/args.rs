@@ -3,7 +3,9 @@
 //! Invariant: this file depends on nothing but `clap` and `std`, so that a build script
 //! can `include!` it to generate the man page and shell completions from the same
 //! definitions the binary parses with. Values that need the crate to be understood (a
-//! role and its aliases, a duration) stay strings here and are checked by the command.
+//! role and its aliases, a duration) stay strings here and are checked by the command;
+//! a closed set of words that needs nothing else (`--topology`) is a `ValueEnum`, so
+//! clap lists it in the help and the completions.
 
 use std::path::PathBuf;
 
@@ -57,9 +59,9 @@ pub struct HaproxyArgs {
     /// own mysqlchk ports when they differ from --check-port / --agent-port)
     #[arg(long, value_name = "LIST")]
     pub servers: String,
-    /// replication | galera | group-replication
-    #[arg(long, default_value = "replication")]
-    pub topology: String,
+    /// How the servers replicate (decides which role each listener checks)
+    #[arg(long, value_enum, default_value_t = Topology::Replication)]
+    pub topology: Topology,
     /// mysqlchk's HTTP port on every server
     #[arg(long, default_value_t = 9200)]
     pub check_port: u16,
@@ -90,6 +92,17 @@ pub struct HaproxyArgs {
     /// Also add a stats page bound to this ADDR:PORT
     #[arg(long, value_name = "ADDR:PORT")]
     pub stats: Option<String>,
+}
+
+/// `--topology`: the cluster the generated haproxy.cfg fronts. The variants carry no
+/// doc comments on purpose: with them clap switches `--help` to its long, one-option-
+/// per-paragraph layout; the README's "HAProxy recipes" explains each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Topology {
+    Replication,
+    Galera,
+    #[value(alias = "gr")]
+    GroupReplication,
 }
 
 #[derive(Subcommand)]

@@ -40,25 +40,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::args::HaproxyArgs;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Topology {
-    Replication,
-    Galera,
-    GroupReplication,
-}
+use super::args::{HaproxyArgs, Topology};
 
 impl Topology {
-    pub fn parse(s: &str) -> Option<Topology> {
-        Some(match s {
-            "replication" => Topology::Replication,
-            "galera" => Topology::Galera,
-            "group-replication" | "gr" => Topology::GroupReplication,
-            _ => return None,
-        })
-    }
-
+    /// The `--topology` word, for the header comment.
     pub fn name(self) -> &'static str {
         match self {
             Topology::Replication => "replication",
@@ -336,8 +321,8 @@ pub fn render(o: &Options) -> String {
     s
 }
 
-/// The command: flags checked (exit 2 and one line on stderr when one is wrong, as
-/// clap does for the others), then the generated file on stdout.
+/// The command: the flags clap cannot check (exit 2 and one line on stderr when one
+/// is wrong, as clap does for the others), then the generated file on stdout.
 pub(super) fn run(a: HaproxyArgs) -> i32 {
     let servers = match parse_servers(&a.servers) {
         Ok(s) => s,
@@ -345,13 +330,6 @@ pub(super) fn run(a: HaproxyArgs) -> i32 {
             eprintln!("mysqlchk haproxy-config: {e}");
             return 2;
         }
-    };
-    let Some(topology) = Topology::parse(&a.topology) else {
-        eprintln!(
-            "mysqlchk haproxy-config: --topology {:?}: expected replication, galera or group-replication",
-            a.topology
-        );
-        return 2;
     };
     let Some(max_lag) = crate::config::parse_duration(&a.max_lag) else {
         eprintln!(
@@ -364,7 +342,7 @@ pub(super) fn run(a: HaproxyArgs) -> i32 {
         "{}",
         render(&Options {
             servers,
-            topology,
+            topology: a.topology,
             check_port: a.check_port,
             agent_port: a.agent_port,
             bind: a.bind,

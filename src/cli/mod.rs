@@ -134,4 +134,37 @@ mod tests {
         );
         assert_eq!(subcommand(&args(&["mysqlchk", "--bogus"])), None);
     }
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn topology_words_and_alias() {
+        let topology = |extra: &[&str]| {
+            let mut argv = vec!["mysqlchk", "haproxy-config", "--servers", "db1=10.0.0.2"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Command::HaproxyConfig(a)) => Ok(a.topology),
+                Ok(_) => panic!("parsed as another command"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        use args::Topology;
+        assert_eq!(topology(&[]), Ok(Topology::Replication));
+        for (word, want) in [
+            ("replication", Topology::Replication),
+            ("galera", Topology::Galera),
+            ("group-replication", Topology::GroupReplication),
+            ("gr", Topology::GroupReplication),
+        ] {
+            assert_eq!(topology(&["--topology", word]), Ok(want), "{word}");
+        }
+        assert_eq!(
+            topology(&["--topology", "Galera"]),
+            Err(clap::error::ErrorKind::InvalidValue)
+        );
+    }
 }
