@@ -52,9 +52,11 @@ fi
 restore() {
     local rc=$?
     step "restoring what was there"
-    if dpkg-query -W -f='${Status}' mysqlchk 2>/dev/null | grep -q "installed"; then
-        dpkg --purge mysqlchk >/dev/null 2>&1 || true
-    fi
+    # Any state dpkg knows, a half-configured package from a failed postinst included.
+    case "$(dpkg-query -W -f='${db:Status-Status}' mysqlchk 2>/dev/null)" in
+        "" | not-installed) ;;
+        *) dpkg --purge mysqlchk >/dev/null 2>&1 || true ;;
+    esac
     rm -rf /etc/mysqlchk /var/lib/mysqlchk
     if [ -z "$user_existed" ] && getent passwd mysqlchk >/dev/null; then
         userdel mysqlchk 2>/dev/null || true
@@ -86,7 +88,7 @@ cargo deb --locked --output "$work/1" | tail -n 1
 deb1=$(ls "$work"/1/mysqlchk_*.deb)
 version=$(dpkg-deb -f "$deb1" Version)
 # The same build as a newer version, to test an upgrade (no rebuild).
-cargo deb --locked --no-build --deb-version "$version+upgrade" --output "$work/2" | tail -n 1
+cargo deb --locked --no-build --fast --deb-version "$version+upgrade" --output "$work/2" | tail -n 1
 deb2=$(ls "$work"/2/mysqlchk_*.deb)
 echo "built in $(( $(date +%s) - t ))s"
 
@@ -98,7 +100,7 @@ echo "ok: lintian reports no error"
 
 # --- install ------------------------------------------------------------------------
 step "install $version"
-timeout 300 dpkg -i "$deb1" </dev/null
+timeout 300 dpkg -i "$deb1" </dev/null || fail "dpkg -i $deb1"
 check "mysqlchk --version" sh -c '/usr/bin/mysqlchk --version | grep -qx "mysqlchk [0-9].*"'
 check "user mysqlchk" getent passwd mysqlchk
 check "group mysqlchk" getent group mysqlchk
@@ -132,7 +134,7 @@ step "upgrade to $version+upgrade keeps the config"
 echo "# package-test: an administrator's edit" >> /etc/mysqlchk/mysqlchk.toml
 chmod 600 /etc/mysqlchk/mysqlchk.toml
 cp -p /etc/mysqlchk/mysqlchk.toml "$work/edited.toml"
-timeout 300 dpkg -i "$deb2" </dev/null
+timeout 300 dpkg -i "$deb2" </dev/null || fail "upgrade: dpkg -i $deb2"
 check "upgraded" sh -c "[ \"\$(dpkg-query -W -f='\${Version}' mysqlchk)\" = '$version+upgrade' ]"
 check "config kept byte for byte" cmp -s /etc/mysqlchk/mysqlchk.toml "$work/edited.toml"
 check "config mode kept" sh -c '[ "$(stat -c %a /etc/mysqlchk/mysqlchk.toml)" = 600 ]'
@@ -140,7 +142,7 @@ check "user still there" getent passwd mysqlchk
 
 # --- purge --------------------------------------------------------------------------
 step "purge"
-dpkg --purge mysqlchk
+dpkg --purge mysqlchk || fail "dpkg --purge"
 refute "binary gone" test -e /usr/bin/mysqlchk
 refute "units gone" test -e /usr/lib/systemd/system/mysqlchk.service
 refute "man page gone" test -e /usr/share/man/man1/mysqlchk.1.gz
@@ -158,9 +160,9 @@ step "install over an existing /etc/mysqlchk/mysqlchk.toml"
 install -d -m 0750 /etc/mysqlchk
 printf '# package-test: written before the package\n' > /etc/mysqlchk/mysqlchk.toml
 cp -p /etc/mysqlchk/mysqlchk.toml "$work/manual.toml"
-timeout 300 dpkg -i "$deb1" </dev/null
+timeout 300 dpkg -i "$deb1" </dev/null || fail "dpkg -i over an existing config"
 check "existing config untouched" cmp -s /etc/mysqlchk/mysqlchk.toml "$work/manual.toml"
-dpkg --purge mysqlchk
+dpkg --purge mysqlchk || fail "dpkg --purge"
 check "purge keeps a config it did not create" cmp -s /etc/mysqlchk/mysqlchk.toml "$work/manual.toml"
 refute "/var/lib/mysqlchk gone" test -e /var/lib/mysqlchk
 check "user kept while /etc/mysqlchk holds files" getent passwd mysqlchk
