@@ -81,4 +81,11 @@ mod tests {
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration(""), None);
     }
+
+    #[test]
+    fn bounds_read_in_days() {
+        assert_eq!(too_long(MAX_DURATION), "must be at most 1d");
+        assert_eq!(too_long(MAX_LAG), "must be at most 30d");
+        assert_eq!(fmt_duration(Duration::from_millis(90_500)), "1m 30s 500ms");
+    }
 }

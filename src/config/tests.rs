@@ -1,5 +1,5 @@
 //! Loading as a whole: defaults, the environment over the file, every error at once,
-//! secrets never echoed.
+//! secrets never echoed, and the key tables held to the sections' rules.
 
 use super::*;
 
@@ -280,4 +280,33 @@ fn password_in_the_file_is_a_warning() {
     )
     .unwrap();
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+/// The key tables are the one list of keys: each section reads every key of its table
+/// and no other, so a key added to a table without its rule (or the reverse) fails.
+#[test]
+fn sections_read_exactly_the_keys_in_the_tables() {
+    let none = BTreeMap::new();
+    let mut r = reader::Reader::new(LOOPBACK, "t.toml", &none).unwrap();
+    r.build();
+    let read = r.consulted.borrow().clone();
+    let tables: std::collections::BTreeSet<String> = SECTIONS
+        .iter()
+        .flat_map(|(s, keys)| keys.iter().map(move |k| format!("{s}.{}", k.name)))
+        .collect();
+    assert_eq!(read, tables);
+}
+
+/// Only `mysql.password` is secret, and the reader masks it.
+#[test]
+fn the_secret_keys() {
+    let secret: Vec<String> = SECTIONS
+        .iter()
+        .flat_map(|(s, keys)| {
+            keys.iter()
+                .filter(|k| k.secret)
+                .map(move |k| format!("{s}.{}", k.name))
+        })
+        .collect();
+    assert_eq!(secret, ["mysql.password"]);
 }
