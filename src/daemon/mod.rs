@@ -7,7 +7,8 @@
 //! - the config is validated and the sockets bound before the runtime starts;
 //! - stopping stops accepting first, then gives in-flight requests a bounded grace;
 //! - inherited sockets (systemd, or our own hand-over) are not accepted on until the
-//!   first round completed, so a restart never answers `starting`;
+//!   first round completed (the daemon is told so by the published cell, bounded by a
+//!   deadline), so a restart never answers `starting`;
 //! - signal handlers are installed first thing, so a signal during that first-round
 //!   wait is never fatal: a stop event stops at once, reload and hand-over events are
 //!   queued and acted on once we accept;
@@ -265,14 +266,9 @@ fn first_round_limit(cfg: &Config) -> Duration {
 /// Wait until the first round has been published, at most `limit`; false if it has
 /// not been by then.
 async fn first_round(published: &Published, limit: Duration) -> bool {
-    let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if published.latest().is_some() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    false
+    tokio::time::timeout(limit, published.present())
+        .await
+        .is_ok()
 }
 
 /// Run until stopped. `path`/`explicit` say where reload re-reads the config from.
@@ -370,9 +366,7 @@ pub async fn run(
         let published = d.published.clone();
         let notifier = d.notifier.clone();
         tokio::spawn(async move {
-            while published.latest().is_none() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            published.present().await;
             notifier.notify("READY=1\nSTATUS=first check done");
         });
     }

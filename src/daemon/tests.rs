@@ -1,5 +1,9 @@
 //! The control loop driven by injected events, and the first-round wait.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use super::*;
@@ -27,6 +31,44 @@ fn snapshot() -> Snapshot {
         }),
         maintenance: None,
     }
+}
+
+/// Counts how often the inner future is polled: a waiter that is told wakes once or
+/// twice, one that polls a clock wakes every few milliseconds.
+struct Polls<F> {
+    inner: Pin<Box<F>>,
+    count: Arc<AtomicUsize>,
+}
+
+impl<F: Future> Future for Polls<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+#[test]
+fn the_first_round_wait_is_told_not_polling() {
+    runtime().block_on(async {
+        let published = Arc::new(Published::new());
+        let count = Arc::new(AtomicUsize::new(0));
+        let waiter = Polls {
+            inner: Box::pin({
+                let published = published.clone();
+                async move { first_round(&published, Duration::from_secs(60)).await }
+            }),
+            count: count.clone(),
+        };
+        let waiter = tokio::spawn(waiter);
+        // Long enough for a polling waiter to wake many times; the delay only sets
+        // the scene, nothing waits on it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        published.publish(snapshot());
+        assert!(waiter.await.unwrap(), "the wait must end with the publish");
+        let polls = count.load(Ordering::Relaxed);
+        assert!(polls <= 3, "woken {polls} times for one publish");
+    });
 }
 
 #[test]
