@@ -14,6 +14,7 @@
 //! - `verdict`: the one pure judgement every responder and command shares;
 //! - `metrics`: the Prometheus exposition and its fixed label sets;
 //! - `checker`: probe → snapshot every interval, logging transitions;
+//! - `push`: verdict changes told to HAProxy through its runtime API;
 //! - `respond`: the HTTP and agent-check responders (accept, endpoints, agent, status);
 //! - `daemon`: `serve` wired together (listeners, reload, hand-over, systemd);
 //! - `cli`: the commands (`serve`, `check`, `validate`, `maintenance`, `inetd`,
@@ -35,6 +36,7 @@ mod snapshot;
 mod verdict;
 mod metrics;
 mod checker;
+mod push;
 pub mod respond;
 mod daemon;
 pub mod cli;
