@@ -12,9 +12,9 @@
 //! - `maintenance`: the operator's maintenance flag file;
 //! - `snapshot`: the immutable result of a round, published for the responders;
 //! - `verdict`: the one pure judgement every responder and command shares;
+//! - `push`: verdict changes told to HAProxy through its runtime API;
 //! - `metrics`: the Prometheus exposition and its fixed label sets;
 //! - `checker`: probe → snapshot every interval, logging transitions;
-//! - `push`: verdict changes told to HAProxy through its runtime API;
 //! - `respond`: the HTTP and agent-check responders (accept, endpoints, agent, status);
 //! - `daemon`: `serve` wired together (listeners, reload, hand-over, systemd);
 //! - `cli`: the commands (`serve`, `check`, `validate`, `maintenance`, `inetd`,
@@ -34,9 +34,9 @@ mod probe;
 mod maintenance;
 mod snapshot;
 mod verdict;
+mod push;
 mod metrics;
 mod checker;
-mod push;
 pub mod respond;
 mod daemon;
 pub mod cli;

@@ -131,16 +131,24 @@ fn down_at_once_up_after_hold_drain_and_ready_and_refusals_counted() {
     db.kill();
     let down = hap.wait_for_state("mysql-write", "db1", "DOWN", Duration::from_secs(10));
     eprintln!("FIGURE: DOWN in HAProxy {down:?} after the kill (interval 250ms)");
-    assert!(killed.elapsed() < Duration::from_secs(5), "{:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        killed.elapsed()
+    );
     // Only our server: db2 (same backend, other port) is untouched.
-    assert_eq!(hap.server_state("mysql-write", "db2"), "UP");
+    let db2 = hap.server_state("mysql-write", "db2");
+    assert!(db2.starts_with("UP"), "{db2}");
     assert!(metric(&d, "mysqlchk_haproxy_push_total{result=\"ok\"}") >= 1.0);
     // The missing backend and the server `db9` HAProxy does not have: counted, logged once.
     wait_until(Duration::from_secs(5), "no_such_server counted", || {
         metric(&d, "mysqlchk_haproxy_push_total{result=\"no_such_server\"}") >= 2.0
     });
     d.wait_for_log("HAProxy has no such server", Duration::from_secs(5));
-    d.wait_for_log("HAProxy has no backend no-such-backend", Duration::from_secs(5));
+    d.wait_for_log(
+        "HAProxy has no backend no-such-backend",
+        Duration::from_secs(5),
+    );
 
     db.restart();
     let restarted = Instant::now();
@@ -164,7 +172,12 @@ fn down_at_once_up_after_hold_drain_and_ready_and_refusals_counted() {
     assert_eq!(node["pid"], hap.pid(), "{st}");
     // Failures are logged once per episode, not once per push.
     let log = d.log();
-    assert_eq!(log.matches("HAProxy has no backend no-such-backend").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("HAProxy has no backend no-such-backend")
+            .count(),
+        1,
+        "{log}"
+    );
 }
 
 /// A new HAProxy process on the same socket (a reload, a restart) forgets runtime state:
@@ -204,7 +217,12 @@ fn reload_and_a_socket_that_comes_back_get_the_desired_state_again() {
     hap.restart();
     let t = hap.wait_for_state("mysql-read", "db1", "DOWN", Duration::from_secs(15));
     eprintln!("FIGURE: DOWN re-applied {t:?} after the socket came back");
-    assert_eq!(d.log().matches("runtime socket unreachable").count(), 1, "{}", d.log());
+    assert_eq!(
+        d.log().matches("runtime socket unreachable").count(),
+        1,
+        "{}",
+        d.log()
+    );
     db.kill();
 }
 
@@ -238,7 +256,7 @@ fn two_haproxy_nodes_and_one_unreachable() {
     let ta = a.wait_for_state("mysql-write", "db1", "DOWN", Duration::from_secs(10));
     let tb = b.wait_for_state("mysql-write", "db1", "DOWN", Duration::from_secs(10));
     eprintln!(
-        "FIGURE: read_only=ON → DOWN on node A {ta:?}, on node B by {:?} (interval 250ms; a third node unreachable)",
+        "FIGURE: read_only=ON → DOWN on node A {ta:?}, node B {tb:?} later, both by {:?} (interval 250ms; a third node unreachable)",
         t0.elapsed()
     );
     assert!(t0.elapsed() < Duration::from_secs(5));

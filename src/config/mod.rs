@@ -20,8 +20,10 @@ use ipnet::IpNet;
 use crate::role::Role;
 
 pub mod mycnf;
+pub(crate) mod haproxy;
 pub(crate) mod secret;
 
+pub(crate) use haproxy::{Haproxy, HaproxySocket};
 use secret::Secret;
 
 pub(crate) const DEFAULT_PATH: &str = "/etc/mysqlchk/mysqlchk.toml";
@@ -46,6 +48,8 @@ pub(crate) struct Config {
     pub(crate) check: Check,
     pub(crate) agent: Agent,
     pub(crate) log: Log,
+    /// `[[haproxy]]`: runtime sockets to push verdict changes to.
+    pub(crate) haproxy: Vec<Haproxy>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -367,6 +371,10 @@ impl Reader<'_> {
     fn unknown_keys(&mut self) {
         let mut errors = Vec::new();
         for (section, value) in &self.table {
+            // An array of tables, read (with its own errors) by `haproxy::read`.
+            if section == "haproxy" {
+                continue;
+            }
             let Some((_, keys)) = KEYS.iter().find(|(s, _)| s == section) else {
                 errors.push(format!("{}: unknown section [{section}]", self.source));
                 continue;
@@ -638,6 +646,13 @@ impl Reader<'_> {
         let check = self.build_check(mysql.connect_timeout);
         let agent = self.build_agent(&check);
         let log = self.build_log();
+        let haproxy = haproxy::read(
+            self.table.get("haproxy"),
+            &self.source,
+            check.interval,
+            &mut self.errors,
+            &mut self.warnings,
+        );
         Config {
             source: self.source.clone(),
             listen,
@@ -645,6 +660,7 @@ impl Reader<'_> {
             check,
             agent,
             log,
+            haproxy,
         }
     }
 
@@ -1148,6 +1164,7 @@ impl Config {
             },
             self.log.access_log
         );
+        out += &haproxy::render(&self.haproxy);
         out
     }
 }

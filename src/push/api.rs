@@ -215,10 +215,6 @@ impl ServerRow {
     pub fn operator_maint(&self) -> bool {
         self.admin_state & ADMF_FMAINT != 0
     }
-
-    pub fn is_down(&self) -> bool {
-        self.health() == Health::Down
-    }
 }
 
 /// `show servers state`: a version line (only format 1 is known), a `#` header naming

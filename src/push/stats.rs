@@ -102,13 +102,6 @@ impl Stats {
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub fn result(&self, result: &str) -> u64 {
-        RESULTS
-            .iter()
-            .position(|r| *r == result)
-            .map_or(0, |i| self.results[i].load(Ordering::Relaxed))
-    }
-
     /// The nodes now pushed to (replaced on reload).
     pub fn set_nodes(&self, nodes: Vec<Arc<Node>>) {
         *self.nodes.lock().unwrap_or_else(|e| e.into_inner()) = nodes;

@@ -160,8 +160,9 @@ impl Haproxy {
             .stdin(Stdio::null())
             .stdout(log("stdout.log"))
             .stderr(log("stderr.log"));
-        self.child =
-            Some(process::spawn_guarded(cmd).unwrap_or_else(|e| panic!("cannot spawn haproxy: {e}")));
+        self.child = Some(
+            process::spawn_guarded(cmd).unwrap_or_else(|e| panic!("cannot spawn haproxy: {e}")),
+        );
         let start = Instant::now();
         while self.try_admin("show info").is_err() {
             assert!(
