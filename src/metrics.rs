@@ -43,6 +43,8 @@ pub struct Metrics {
     /// Cumulative counts per bucket (index = bucket; last = +Inf).
     round_buckets: Vec<AtomicU64>,
     round_sum_us: AtomicU64,
+    /// What the HAProxy pushers record (`[[haproxy]]`).
+    pub push: std::sync::Arc<crate::push::stats::Stats>,
 }
 
 impl Default for Metrics {
@@ -64,6 +66,7 @@ impl Metrics {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             round_sum_us: AtomicU64::new(0),
+            push: Default::default(),
         }
     }
 
@@ -249,6 +252,10 @@ impl Metrics {
             "mysqlchk_refused_connections_total {}",
             self.refused_peers.load(Ordering::Relaxed)
         );
+        // Only when configured, so a plain setup's exposition does not grow.
+        if !config.haproxy.is_empty() {
+            self.push.render(&mut o);
+        }
         o
     }
 }

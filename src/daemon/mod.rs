@@ -297,11 +297,20 @@ pub async fn run(
         published.clone(),
         metrics.clone(),
     ));
+    let (verdicts, verdicts_rx) = tokio::sync::watch::channel(Default::default());
     let checker = tokio::spawn(crate::checker::run(
         config.clone(),
         published.clone(),
         metrics.clone(),
         reconfigured.clone(),
+        verdicts,
+        shutdown.clone(),
+    ));
+    // Pushers never hold up the checker or a responder: they only read the watch.
+    tokio::spawn(crate::push::supervise(
+        config.clone(),
+        verdicts_rx,
+        metrics.push.clone(),
         shutdown.clone(),
     ));
     let mut d = Daemon {
