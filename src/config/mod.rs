@@ -32,6 +32,7 @@ use crate::role::Role;
 mod duration;
 pub mod mycnf;
 pub(crate) mod haproxy;
+mod listen_tls;
 mod reader;
 mod render;
 pub(crate) mod secret;
@@ -41,6 +42,7 @@ mod tests;
 
 pub(crate) use duration::{fmt_duration, parse_duration};
 pub(crate) use haproxy::{Haproxy, HaproxySocket};
+pub(crate) use listen_tls::ListenTls;
 use render::Shown;
 use secret::Secret;
 
@@ -105,6 +107,8 @@ pub(crate) struct Listen {
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_ip: usize,
     pub(crate) request_timeout: Duration,
+    /// `tls_cert` + `tls_key` (+ `tls_client_ca`): every HTTP listener speaks HTTPS.
+    pub(crate) tls: Option<ListenTls>,
 }
 
 impl Listen {
@@ -130,6 +134,16 @@ impl Listen {
         }),
         key("request_timeout", |c| {
             render::duration(c.listen.request_timeout)
+        }),
+        // Unset by default: plain HTTP.
+        key("tls_cert", |c| {
+            render::optional_path(&c.listen.tls.as_ref().map(|t| t.cert.clone()))
+        }),
+        key("tls_key", |c| {
+            render::optional_path(&c.listen.tls.as_ref().map(|t| t.key.clone()))
+        }),
+        key("tls_client_ca", |c| {
+            render::optional_path(&c.listen.tls.as_ref().and_then(|t| t.client_ca.clone()))
         }),
     ];
 }

@@ -106,6 +106,49 @@ impl Reader<'_> {
                 self.nonzero("listen", "request_timeout", d);
                 d
             },
+            tls: self.build_listen_tls(),
+        }
+    }
+
+    /// `listen.tls_cert` and `listen.tls_key` (both or neither), `listen.tls_client_ca`
+    /// (only with them); the files are read and the pair checked now, so a bad pair
+    /// fails the start, `validate`, or the reload (README, "HTTPS").
+    fn build_listen_tls(&mut self) -> Option<super::ListenTls> {
+        let cert = self.path("listen", "tls_cert");
+        let key = self.path("listen", "tls_key");
+        let client_ca = self.path("listen", "tls_client_ca");
+        let (cert, key) = match (cert, key) {
+            (Some(c), Some(k)) => (c, k),
+            (None, None) => {
+                if client_ca.is_some() {
+                    self.errors.push(format!(
+                        "{}: listen.tls_client_ca needs listen.tls_cert and listen.tls_key",
+                        self.source
+                    ));
+                }
+                return None;
+            }
+            (Some(_), None) => {
+                self.errors.push(format!(
+                    "{}: listen.tls_cert is set but listen.tls_key is missing (they go together)",
+                    self.source
+                ));
+                return None;
+            }
+            (None, Some(_)) => {
+                self.errors.push(format!(
+                    "{}: listen.tls_key is set but listen.tls_cert is missing (they go together)",
+                    self.source
+                ));
+                return None;
+            }
+        };
+        match super::listen_tls::load(&cert, &key, client_ca.as_deref()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.errors.push(format!("{}: {e}", self.source));
+                None
+            }
         }
     }
 
