@@ -47,12 +47,13 @@ pub async fn http_loop(
             match next {
                 FirstLook::Finish(rest) => finish(stream, &rest, true).await,
                 FirstLook::Continue(prefix) => {
-                    // TLS only where nothing was read in clear: a reload that turns
-                    // TLS on between the first look and here leaves such a connection
-                    // plain (and one turning it off, plain too).
-                    let tls = match prefix.is_empty() {
-                        true => tls_config(&responder),
-                        false => None,
+                    // TLS when configured and nothing was read in clear: a connection
+                    // the first look read plain bytes from, before a reload turned TLS
+                    // on, stays plain.
+                    let tls = if prefix.is_empty() {
+                        tls_config(&responder)
+                    } else {
+                        None
                     };
                     match tls {
                         Some(server) => handle_tls(stream, peer, &responder, server).await,
