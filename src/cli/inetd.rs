@@ -156,6 +156,7 @@ async fn read_request(limit: Duration) -> Result<Request, Response> {
                     minor: 0,
                     head_len: 0,
                     has_body: false,
+                    server_state: None,
                 });
             }
             return Err(Response::text(400, "incomplete request"));
