@@ -37,8 +37,6 @@ mod snapshot;
 mod verdict;
 mod metrics;
 mod checker;
-// Wired into the checker and responders next; until then only its tests use it.
-#[allow(dead_code)]
 mod fleet;
 pub mod respond;
 mod daemon;

@@ -9,11 +9,13 @@
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
 use crate::config::{self, Config};
+use crate::fleet::{Fleet, Target};
 use crate::metrics::Metrics;
 use crate::respond::access::allowed;
 use crate::respond::endpoints::{respond, EndpointInputs};
@@ -108,7 +110,7 @@ fn exchange(cfg: &Config) -> Vec<u8> {
             Err(resp) => return resp.render(1, false),
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        let published = Published::new();
+        let published = Arc::new(Published::new());
         match tokio::time::timeout(left, crate::checker::direct_round(cfg)).await {
             Ok(snap) => published.publish(snap),
             Err(_) => {
@@ -117,10 +119,15 @@ fn exchange(cfg: &Config) -> Vec<u8> {
         }
         let metrics = Metrics::new();
         let now = Instant::now();
-        let render = || metrics.render(cfg, &published, now);
+        let render = || metrics.render(&[(None, &cfg.check, &published)], now);
+        let fleet = Fleet::single(Arc::new(Target {
+            name: String::new(),
+            config: Arc::new(cfg.clone()),
+            published: published.clone(),
+        }));
         let inputs = EndpointInputs {
             config: cfg,
-            published: &published,
+            fleet: &fleet,
             peer: peer.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             now,
             metrics: &render,

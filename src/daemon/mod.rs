@@ -487,12 +487,17 @@ pub async fn run(
         }
     };
     let config = Arc::new(ArcSwap::from_pointee(cfg));
-    let published = Arc::new(Published::new());
+    let fleet = Arc::new(ArcSwap::from_pointee(crate::fleet::Fleet::build(
+        config.load_full(),
+        Vec::new(),
+        None,
+    )));
+    let published = fleet.load().targets()[0].published.clone();
     let metrics = Arc::new(Metrics::new());
     let reconfigured = Arc::new(Notify::new());
     let responder = Arc::new(Responder::new(
         config.clone(),
-        published.clone(),
+        fleet.clone(),
         metrics.clone(),
     ));
     let checker = tokio::spawn(crate::checker::run(

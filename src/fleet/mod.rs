@@ -15,7 +15,11 @@ use std::sync::Arc;
 use crate::config::{Config, Target as Address};
 use crate::snapshot::Published;
 
+// Used once `[[target]]` entries are read (config) and started (daemon).
+#[allow(dead_code)]
 pub(crate) mod name;
+#[allow(dead_code)]
+pub(crate) mod probers;
 pub(crate) mod route;
 pub(crate) mod spread;
 
@@ -34,6 +38,7 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
+    #[cfg(test)]
     pub(crate) fn new(name: impl Into<String>, config: Arc<Config>) -> Target {
         Target {
             name: name.into(),
@@ -79,6 +84,41 @@ impl Fleet {
             by_address,
             named: true,
         }
+    }
+
+    /// The fleet a config describes: `entries` are the `[[target]]` entries (name and
+    /// effective settings), none for a fleet of one on `base`. Targets already in `old`
+    /// keep their snapshot cell, so a reload does not reset them.
+    pub(crate) fn build(
+        base: Arc<Config>,
+        entries: Vec<(String, Arc<Config>)>,
+        old: Option<&Fleet>,
+    ) -> Fleet {
+        let cell = |name: &str, named: bool| {
+            old.filter(|o| o.named == named)
+                .and_then(|o| o.get(name))
+                .map(|t| t.published.clone())
+                .unwrap_or_else(|| Arc::new(Published::new()))
+        };
+        if entries.is_empty() {
+            return Fleet::single(Arc::new(Target {
+                name: String::new(),
+                published: cell("", false),
+                config: base,
+            }));
+        }
+        Fleet::named(
+            entries
+                .into_iter()
+                .map(|(name, config)| {
+                    Arc::new(Target {
+                        published: cell(&name, true),
+                        name,
+                        config,
+                    })
+                })
+                .collect(),
+        )
     }
 
     pub(crate) fn is_named(&self) -> bool {

@@ -10,12 +10,38 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{fmt_duration, Config, Credentials};
 use crate::facts::{Facts, OptionalFact};
+use crate::fleet::{Fleet, Target};
 use crate::role::Role;
-use crate::snapshot::{Published, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::verdict::evaluate;
 
-pub fn render(config: &Config, published: &Published, now: Instant) -> String {
-    let snap = published.latest();
+/// The document: with one target (no `[[target]]`) its roles, snapshot and config at
+/// the top level; in fleet mode `targets`, every target in config order with its own.
+pub(crate) fn render(fleet: &Fleet, now: Instant) -> String {
+    let doc = match (fleet.is_named(), fleet.targets()) {
+        (false, [t]) => target(t, now),
+        (_, targets) => {
+            let list: Vec<Value> = targets
+                .iter()
+                .map(|t| {
+                    let mut v = json!({"name": t.name});
+                    if let (Value::Object(o), Value::Object(more)) = (&mut v, target(t, now)) {
+                        o.extend(more);
+                    }
+                    v
+                })
+                .collect();
+            json!({"version": env!("CARGO_PKG_VERSION"), "targets": list})
+        }
+    };
+    let mut out = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
+    out.push('\n');
+    out
+}
+
+fn target(t: &Target, now: Instant) -> Value {
+    let config: &Config = &t.config;
+    let snap = t.published.latest();
     let roles: Map<String, Value> = Role::ALL
         .iter()
         .map(|&r| {
@@ -26,15 +52,12 @@ pub fn render(config: &Config, published: &Published, now: Instant) -> String {
             )
         })
         .collect();
-    let doc = json!({
+    json!({
         "version": env!("CARGO_PKG_VERSION"),
         "roles": roles,
         "snapshot": snap.as_deref().map(|s| snapshot(s, now)),
         "config": summary(config),
-    });
-    let mut out = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
-    out.push('\n');
-    out
+    })
 }
 
 fn snapshot(s: &Snapshot, now: Instant) -> Value {
