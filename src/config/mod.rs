@@ -21,6 +21,10 @@ use crate::role::Role;
 
 pub mod mycnf;
 pub(crate) mod secret;
+pub(crate) mod target_name;
+mod targets;
+
+pub(crate) use targets::TargetEntry;
 
 use secret::Secret;
 
@@ -46,6 +50,8 @@ pub(crate) struct Config {
     pub(crate) check: Check,
     pub(crate) agent: Agent,
     pub(crate) log: Log,
+    /// `[[target]]` entries (fleet mode); none for a single-server agent.
+    pub(crate) targets: Vec<TargetEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -325,7 +331,10 @@ pub fn from_str(
         warnings: Vec::new(),
     };
     r.unknown_keys();
-    let config = r.build();
+    let mut config = r.build();
+    if r.errors.is_empty() {
+        config.targets = targets::read(&r.table, source, env, &config, &mut r.errors);
+    }
     if r.errors.is_empty() {
         Ok(Loaded {
             config,
@@ -367,6 +376,9 @@ impl Reader<'_> {
     fn unknown_keys(&mut self) {
         let mut errors = Vec::new();
         for (section, value) in &self.table {
+            if section == "target" {
+                continue; // [[target]] entries: read by `targets`
+            }
             let Some((_, keys)) = KEYS.iter().find(|(s, _)| s == section) else {
                 errors.push(format!("{}: unknown section [{section}]", self.source));
                 continue;
@@ -645,6 +657,7 @@ impl Reader<'_> {
             check,
             agent,
             log,
+            targets: Vec::new(),
         }
     }
 

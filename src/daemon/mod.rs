@@ -31,16 +31,16 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Socket, Type};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
+use crate::fleet::probers::Probers;
+use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::respond::accept::Responder;
 use crate::respond::http_conn::http_loop;
-use crate::snapshot::Published;
 
 pub mod systemd;
 
@@ -168,9 +168,9 @@ struct Running {
 
 struct Daemon {
     config: Arc<ArcSwap<Config>>,
-    published: Arc<Published>,
+    fleet: Arc<ArcSwap<Fleet>>,
+    probers: Probers,
     responder: Arc<Responder>,
-    reconfigured: Arc<Notify>,
     tracker: TaskTracker,
     running: Vec<Running>,
     notifier: Notifier,
@@ -218,7 +218,7 @@ impl Daemon {
             .saturating_add(Duration::from_secs(1));
         let until = Instant::now() + limit;
         while Instant::now() < until {
-            if self.published.latest().is_some() {
+            if self.fleet.load().all_published() {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -275,8 +275,13 @@ impl Daemon {
         }
         let keep: Vec<(Protocol, SocketAddr)> = wanted(&new);
         let old = self.config.load_full();
-        self.config.store(Arc::new(new));
-        self.reconfigured.notify_one();
+        let new = Arc::new(new);
+        // Targets that stay keep their snapshot cell and prober; only what changed
+        // is started, stopped or handed its new settings.
+        let fleet = Fleet::from_config(new.clone(), Some(&self.fleet.load()));
+        self.probers.apply(&fleet);
+        self.fleet.store(Arc::new(fleet));
+        self.config.store(new);
         let fresh_count = fresh.len();
         for b in fresh {
             tracing::info!("now listening on {} ({})", b.addr, b.kind.name());
@@ -391,7 +396,8 @@ impl Daemon {
         outcome
     }
 
-    async fn stop(mut self) {
+    /// Stop serving; the probers are handed back to be joined last.
+    async fn stop(mut self) -> Probers {
         self.notifier.notify("STOPPING=1");
         tracing::info!("stopping: no new connections, finishing those in flight");
         for r in &self.running {
@@ -407,6 +413,7 @@ impl Daemon {
         {
             tracing::warn!("grace period over: closing the remaining connections");
         }
+        self.probers
     }
 }
 
@@ -487,31 +494,24 @@ pub async fn run(
         }
     };
     let config = Arc::new(ArcSwap::from_pointee(cfg));
-    let fleet = Arc::new(ArcSwap::from_pointee(crate::fleet::Fleet::build(
+    let fleet = Arc::new(ArcSwap::from_pointee(Fleet::from_config(
         config.load_full(),
-        Vec::new(),
         None,
     )));
-    let published = fleet.load().targets()[0].published.clone();
     let metrics = Arc::new(Metrics::new());
-    let reconfigured = Arc::new(Notify::new());
     let responder = Arc::new(Responder::new(
         config.clone(),
         fleet.clone(),
         metrics.clone(),
     ));
-    let checker = tokio::spawn(crate::checker::run(
-        config.clone(),
-        published.clone(),
-        metrics.clone(),
-        reconfigured.clone(),
-        shutdown.clone(),
-    ));
+    // One prober per target (one, without [[target]]), their starts spread over the
+    // interval.
+    let probers = Probers::start(&fleet.load(), metrics.clone(), shutdown.clone());
     let mut d = Daemon {
         config,
-        published,
+        fleet,
+        probers,
         responder,
-        reconfigured,
         tracker: TaskTracker::new(),
         running: Vec::new(),
         notifier: Notifier::from_env(&env),
@@ -539,7 +539,7 @@ pub async fn run(
         if stopped {
             tracing::info!("stopped before the first round completed");
             shutdown.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(2), checker).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), d.probers.join()).await;
             return;
         }
     }
@@ -550,15 +550,12 @@ pub async fn run(
 
     let watchdog = d.notifier.watchdog.map(|period| {
         let notifier = d.notifier.clone();
-        let published = d.published.clone();
-        let config = d.config.clone();
+        let fleet = d.fleet.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period / 2).await;
                 // Tied to checker progress: a stuck prober stops the pings.
-                let fresh = published
-                    .since_progress(Instant::now())
-                    .is_some_and(|age| age <= config.load().check.stale_after);
+                let fresh = fleet.load().all_fresh(Instant::now());
                 if fresh {
                     notifier.notify("WATCHDOG=1");
                 }
@@ -566,10 +563,10 @@ pub async fn run(
         })
     });
     if d.notifier.enabled() {
-        let published = d.published.clone();
+        let fleet = d.fleet.clone();
         let notifier = d.notifier.clone();
         tokio::spawn(async move {
-            while published.latest().is_none() {
+            while !fleet.load().all_published() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             notifier.notify("READY=1\nSTATUS=first check done");
@@ -578,8 +575,8 @@ pub async fn run(
 
     control(&mut d, signals, &shutdown).await;
     shutdown.cancel();
-    d.stop().await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), checker).await;
+    let probers = d.stop().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), probers.join()).await;
     if let Some(w) = watchdog {
         w.abort();
     }

@@ -15,10 +15,6 @@ use std::sync::Arc;
 use crate::config::{Config, Target as Address};
 use crate::snapshot::Published;
 
-// Used once `[[target]]` entries are read (config) and started (daemon).
-#[allow(dead_code)]
-pub(crate) mod name;
-#[allow(dead_code)]
 pub(crate) mod probers;
 pub(crate) mod route;
 pub(crate) mod spread;
@@ -84,6 +80,31 @@ impl Fleet {
             by_address,
             named: true,
         }
+    }
+
+    /// The fleet `config` describes (its `[[target]]` entries, or itself alone);
+    /// targets already in `old` keep their snapshot cell.
+    pub(crate) fn from_config(config: Arc<Config>, old: Option<&Fleet>) -> Fleet {
+        let entries = config
+            .targets
+            .iter()
+            .map(|t| (t.name.clone(), Arc::new(config.for_target(t))))
+            .collect();
+        Fleet::build(config, entries, old)
+    }
+
+    /// Every target has published a first snapshot.
+    pub(crate) fn all_published(&self) -> bool {
+        self.targets.iter().all(|t| t.published.latest().is_some())
+    }
+
+    /// Every target's prober loop made progress within its `stale_after` (the watchdog).
+    pub(crate) fn all_fresh(&self, now: std::time::Instant) -> bool {
+        self.targets.iter().all(|t| {
+            t.published
+                .since_progress(now)
+                .is_some_and(|age| age <= t.config.check.stale_after)
+        })
     }
 
     /// The fleet a config describes: `entries` are the `[[target]]` entries (name and

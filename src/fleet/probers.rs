@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{spread, Fleet};
 use crate::config::Config;
@@ -72,6 +73,12 @@ impl Probers {
             let reconfigured = Arc::new(Notify::new());
             let stop = self.shutdown.child_token();
             let delay = spread::offset(i, n, t.config.check.interval);
+            // In fleet mode every line the prober logs names its target.
+            let span = if fleet.is_named() {
+                tracing::info_span!("target", name = %t.name)
+            } else {
+                tracing::Span::none()
+            };
             let task = tokio::spawn({
                 let (config, published, metrics) =
                     (config.clone(), t.published.clone(), self.metrics.clone());
@@ -83,6 +90,7 @@ impl Probers {
                     }
                     crate::checker::run(config, published, metrics, reconfigured, stop).await
                 }
+                .instrument(span)
             });
             if fleet.is_named() {
                 tracing::info!(target_name = %t.name, server = %t.config.mysql.target, "target watched");

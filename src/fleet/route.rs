@@ -14,8 +14,8 @@
 
 use std::sync::Arc;
 
-use super::name::reserved;
 use super::{Fleet, Target};
+use crate::config::target_name::reserved;
 
 /// The fields of `X-Haproxy-Server-State` that identify a server. HAProxy 2.6 sends
 /// `UP 2/3; address=10.0.0.2; port=3306; name=mysql-read/db1; node=lb1; weight=1/2;

@@ -1,4 +1,4 @@
-//! Target names (README "Fleet mode"): `[A-Za-z0-9_.-]{1,64}`, and never a word the HTTP
+//! Names of `[[target]]` entries (README "Fleet mode"): `[A-Za-z0-9_.-]{1,64}`, and never a word the HTTP
 //! port already gives a meaning, so that `/db1/replica` and `/replica` can never be read
 //! two ways.
 //!
