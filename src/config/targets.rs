@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::target_name;
-use super::{from_str, Check, Config, Mysql, Target, KEYS};
+use super::{from_str, Check, Config, Mysql, Target, SECTIONS};
 
 /// One `[[target]]` entry, resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,14 +38,26 @@ fn drops(key: &str) -> &'static [&'static str] {
 
 fn section_of(key: &str) -> Option<&'static str> {
     ["mysql", "check"].into_iter().find(|s| {
-        KEYS.iter()
-            .any(|(name, keys)| name == s && keys.contains(&key))
+        SECTIONS
+            .iter()
+            .any(|(name, keys)| name == s && keys.iter().any(|k| k.name == key))
     })
 }
 
 /// The `[[target]]` entries of `table`, resolved against `base` (the config without
-/// them). Errors go to `errors`, each naming its entry.
+/// them), and the errors found, each naming its entry.
 pub(super) fn read(
+    table: &toml::Table,
+    source: &str,
+    env: &BTreeMap<String, String>,
+    base: &Config,
+) -> (Vec<TargetEntry>, Vec<String>) {
+    let mut errors = Vec::new();
+    let out = entries(table, source, env, base, &mut errors);
+    (out, errors)
+}
+
+fn entries(
     table: &toml::Table,
     source: &str,
     env: &BTreeMap<String, String>,
@@ -295,6 +307,23 @@ mod tests {
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn validate_output_reads_back_as_the_same_targets() {
+        let first = load(&format!(
+            "{BASE}[[target]]\nname = \"db1\"\nhost = \"10.0.0.2\"\n\
+             [[target]]\nname = \"db2\"\nhost = \"10.0.0.3\"\nport = 3307\nmax_replication_lag = \"10s\"\n\
+             [[target]]\nname = \"local\"\nsocket = \"/run/mysqld/mysqld.sock\"\nmaintenance_file = \"/tmp/m\"\n"
+        ))
+        .unwrap();
+        let rendered = first.render();
+        assert!(
+            rendered.contains("[[target]]\nname = \"db2\"\nhost = \"10.0.0.3\"\nport = 3307\n"),
+            "{rendered}"
+        );
+        let again = load(&rendered).unwrap_or_else(|e| panic!("{e:?}\n{rendered}"));
+        assert_eq!(first.targets, again.targets, "{rendered}");
     }
 
     #[test]
