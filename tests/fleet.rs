@@ -259,6 +259,55 @@ fn every_way_of_naming_a_target_and_the_400_answers() {
     }
     assert_eq!(metrics.matches("# TYPE mysqlchk_role_up ").count(), 1);
     assert!(metrics.contains("mysqlchk_snapshot_age_seconds{target=\"standalone\"} "));
+
+    // Commands take --target.
+    let cfg = d.config_path();
+    let cmd = |args: &[&str]| {
+        let out = std::process::Command::new(common::daemon::BIN)
+            .args(["-c", cfg.to_str().unwrap()])
+            .args(args)
+            .env("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, out) = cmd(&["check", "primary", "--target", "db2"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.starts_with("MYSQLCHK CRITICAL"), "{out}");
+    let (code, out) = cmd(&["check", "replica", "--target", "db2"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = cmd(&["check", "primary"]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains("name one with --target (db1, db2, standalone)"),
+        "{out}"
+    );
+    let (code, out) = cmd(&["check", "--target", "db9"]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("unknown target db9"), "{out}");
+    // Maintenance of one target drains only that one, and the daemon confirms it.
+    let (code, out) = cmd(&[
+        "maintenance",
+        "on",
+        "--target",
+        "db2",
+        "--reason",
+        "upgrade",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("confirmed by the running daemon"), "{out}");
+    // check.maintenance_status (404 by default: HAProxy drains on it).
+    expect(p, "/db2/replica", "", 404, "maintenance: upgrade");
+    expect(p, "/db1/primary", "", 200, "primary: up");
+    let (_, out) = cmd(&["maintenance", "--target", "db2", "status"]);
+    assert!(out.starts_with("maintenance: on (upgrade"), "{out}");
+    let (_, out) = cmd(&["maintenance", "status", "--target", "db1"]);
+    assert_eq!(out, "maintenance: off\n");
+    let (code, out) = cmd(&["maintenance", "off", "--target", "db2"]);
+    assert_eq!(code, Some(0), "{out}");
+    expect(p, "/db2/replica", "", 200, "replica: up - lag 0s");
 }
 
 #[test]

@@ -39,6 +39,9 @@ pub enum Command {
         /// Replication lag bound for replica / read-only (e.g. 10s, 1m)
         #[arg(long = "max-lag", value_name = "DURATION")]
         max_lag: Option<String>,
+        /// Which [[target]] to check (fleet mode; needed with more than one)
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
     },
     /// Answer one HTTP request on stdin/stdout (xinetd, systemd Accept=yes)
     Inetd,
@@ -48,6 +51,9 @@ pub enum Command {
     Maintenance {
         #[command(subcommand)]
         action: MaintenanceAction,
+        /// Which [[target]]'s flag (fleet mode; needed with more than one)
+        #[arg(long, value_name = "NAME", global = true)]
+        target: Option<String>,
     },
     /// Print a haproxy.cfg for servers that each run mysqlchk
     HaproxyConfig(HaproxyArgs),

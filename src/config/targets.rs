@@ -201,6 +201,42 @@ fn same_server(a: &Target, b: &Target) -> bool {
 }
 
 impl Config {
+    /// The settings of the target a command names (`--target`), and its name: the
+    /// config itself without `[[target]]`, the only entry when there is one.
+    pub(crate) fn select_target(
+        &self,
+        name: Option<&str>,
+    ) -> Result<(Config, Option<String>), String> {
+        let known = || {
+            self.targets
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let entry = match (name, self.targets.as_slice()) {
+            (None, []) => return Ok((self.clone(), None)),
+            (Some(n), []) => {
+                return Err(format!(
+                    "--target {n}: the config has no [[target]] entries"
+                ))
+            }
+            (None, [only]) => only,
+            (None, _) => {
+                return Err(format!(
+                    "the config has {} targets: name one with --target ({})",
+                    self.targets.len(),
+                    known()
+                ))
+            }
+            (Some(n), list) => match list.iter().find(|t| t.name == n) {
+                Some(t) => t,
+                None => return Err(format!("unknown target {n} (known: {})", known())),
+            },
+        };
+        Ok((self.for_target(entry), Some(entry.name.clone())))
+    }
+
     /// The settings one target runs with: the process's, with its `[mysql]`/`[check]`.
     pub(crate) fn for_target(&self, t: &TargetEntry) -> Config {
         Config {
@@ -324,6 +360,43 @@ mod tests {
         );
         let again = load(&rendered).unwrap_or_else(|e| panic!("{e:?}\n{rendered}"));
         assert_eq!(first.targets, again.targets, "{rendered}");
+    }
+
+    #[test]
+    fn commands_select_a_target() {
+        let none = load(BASE).unwrap();
+        assert_eq!(none.select_target(None).unwrap().1, None);
+        assert!(none
+            .select_target(Some("x"))
+            .unwrap_err()
+            .contains("no [[target]] entries"));
+        let one = load(&format!("{BASE}[[target]]\nname = \"a\"\nport = 1\n")).unwrap();
+        let (c, name) = one.select_target(None).unwrap();
+        assert_eq!(
+            (c.mysql.target.to_string(), name.as_deref()),
+            ("127.0.0.1:1".into(), Some("a"))
+        );
+        let two = load(&format!(
+            "{BASE}[[target]]\nname = \"a\"\nport = 1\n[[target]]\nname = \"b\"\nport = 2\n"
+        ))
+        .unwrap();
+        assert!(two
+            .select_target(None)
+            .unwrap_err()
+            .contains("name one with --target (a, b)"));
+        assert_eq!(
+            two.select_target(Some("b"))
+                .unwrap()
+                .0
+                .mysql
+                .target
+                .to_string(),
+            "127.0.0.1:2"
+        );
+        assert!(two
+            .select_target(Some("c"))
+            .unwrap_err()
+            .contains("unknown target c (known: a, b)"));
     }
 
     #[test]
