@@ -93,9 +93,11 @@ impl Fleet {
         Fleet::build(config, entries, old)
     }
 
-    /// Every target has published a first snapshot.
-    pub(crate) fn all_published(&self) -> bool {
-        self.targets.iter().all(|t| t.published.latest().is_some())
+    /// Resolves once every target has published a first snapshot (told, not polled).
+    pub(crate) async fn all_present(&self) {
+        for t in &self.targets {
+            t.published.present().await;
+        }
     }
 
     /// Every target's prober loop made progress within its `stale_after` (the watchdog).
