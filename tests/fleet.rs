@@ -51,14 +51,16 @@ fn config(http: u16, agent: u16, dir: &str, targets: &str) -> String {
     )
 }
 
-fn start(targets: &str) -> (Daemon, u16) {
+/// The daemon, its agent port, and the directory of the maintenance flags (removed
+/// when the test ends).
+fn start(targets: &str) -> (Daemon, u16, tempfile::TempDir) {
     let (http, agent) = (free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap().keep();
+    let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(
-        &config(http, agent, dir.to_str().unwrap(), targets),
+        &config(http, agent, dir.path().to_str().unwrap(), targets),
         &[("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)],
     );
-    (d, agent)
+    (d, agent, dir)
 }
 
 /// Wait until `path` (with `headers`) answers exactly `status` and `body`.
@@ -134,7 +136,7 @@ fn every_way_of_naming_a_target_and_the_400_answers() {
     let targets = target("db1", &t.primary, "")
         + &target("db2", &t.replica, "")
         + &target("standalone", &t.standalone, "");
-    let (d, agent_port) = start(&targets);
+    let (d, agent_port, _flags) = start(&targets);
     let p = d.http_port();
 
     // Path prefix.
@@ -316,7 +318,7 @@ fn a_frozen_server_leaves_the_others_snapshots_fresh() {
     let targets = target("db1", &t.primary, "")
         + &target("db2", &t.replica, "")
         + &target("standalone", &t.standalone, "");
-    let (d, _) = start(&targets);
+    let (d, _, _flags) = start(&targets);
     let p = d.http_port();
     expect(p, "/standalone", "", 200, "health: up");
     expect(p, "/db2", "", 200, "health: up");
@@ -356,7 +358,7 @@ fn a_frozen_server_leaves_the_others_snapshots_fresh() {
 #[test]
 fn sighup_adds_and_removes_targets_without_resetting_the_others() {
     let t = three();
-    let (d, _) = start(&(target("db1", &t.primary, "") + &target("db2", &t.replica, "")));
+    let (d, _, _flags) = start(&(target("db1", &t.primary, "") + &target("db2", &t.replica, "")));
     let p = d.http_port();
     expect(p, "/db1/primary", "", 200, "primary: up");
     let seq_of = |name: &str| {
