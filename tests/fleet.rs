@@ -402,3 +402,81 @@ fn sighup_adds_and_removes_targets_without_resetting_the_others() {
         "7s"
     );
 }
+
+/// `haproxy-config --fleet`: a real HAProxy checks three servers through the one fleet
+/// checker (send-state for HTTP, `<name>/<role>` for the agent) and marks them UP and
+/// DOWN by role.
+#[test]
+fn haproxy_marks_servers_up_and_down_through_the_one_checker() {
+    let t = three();
+    let targets = target("db1", &t.primary, "")
+        + &target("db2", &t.replica, "")
+        + &target("standalone", &t.standalone, "");
+    let (d, agent_port, flags) = start(&targets);
+    expect(
+        d.http_port(),
+        "/db2/replica",
+        "",
+        200,
+        "replica: up - lag 0s",
+    );
+
+    let state_file = flags.path().join("server-state");
+    std::fs::write(&state_file, "1\n").unwrap();
+    let (write, read) = (free_port(), free_port());
+    let servers = format!(
+        "db1=127.0.0.1:{},db2=127.0.0.1:{},standalone=127.0.0.1:{}",
+        t.primary.port(),
+        t.replica.port(),
+        t.standalone.port()
+    );
+    let out = std::process::Command::new(common::daemon::BIN)
+        .args([
+            "haproxy-config",
+            "--servers",
+            &servers,
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--write-port",
+            &write.to_string(),
+            "--read-port",
+            &read.to_string(),
+        ])
+        .args(["--fleet", &format!("127.0.0.1:{}", d.http_port())])
+        .args(["--fleet-agent", &format!("127.0.0.1:{agent_port}")])
+        .arg("--state-file")
+        .arg(&state_file)
+        .arg("--stats-socket")
+        .arg(flags.path().join("gen-admin.sock"))
+        .output()
+        .unwrap();
+    let cfg = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{cfg}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hap = common::Haproxy::start(&cfg);
+
+    let deadline = Duration::from_secs(30);
+    let took = hap.wait_for_checked_state("mysql-read", "db2", "UP", deadline);
+    eprintln!("FIGURE haproxy: replica UP through the fleet checker after {took:?}");
+    hap.wait_for_checked_state("mysql-read", "db1", "DOWN", deadline);
+    hap.wait_for_checked_state("mysql-read", "standalone", "DOWN", deadline);
+    hap.wait_for_checked_state("mysql-write", "db1", "UP", deadline);
+    hap.wait_for_checked_state("mysql-write", "standalone", "UP", deadline);
+    hap.wait_for_checked_state("mysql-write", "db2", "DOWN", deadline);
+
+    // The replica stops replicating: DOWN on the read side, the others unchanged.
+    t.replica.sql("STOP SLAVE");
+    // Whichever check sees it first: the HTTP check (DOWN) or the agent (DOWN (agent)).
+    let took = wait_until(deadline, "mysql-read/db2 DOWN", || {
+        hap.server_state("mysql-read", "db2").starts_with("DOWN")
+    });
+    eprintln!("FIGURE haproxy: stopped replica DOWN after {took:?}");
+    assert_eq!(hap.server_state("mysql-write", "db1"), "UP");
+    t.replica.sql("START SLAVE");
+    hap.wait_for_state("mysql-read", "db2", "UP", deadline);
+}

@@ -98,6 +98,13 @@ pub struct HaproxyArgs {
     /// Also add a stats page bound to this ADDR:PORT
     #[arg(long, value_name = "ADDR:PORT")]
     pub stats: Option<String>,
+    /// Send every server's HTTP check to one fleet checker at ADDR:PORT (with
+    /// http-check send-state) instead of a mysqlchk on each server
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub fleet: Option<String>,
+    /// The fleet checker's agent port: agent-checks through it (agent-send "<name>/<role>")
+    #[arg(long, value_name = "ADDR:PORT", requires = "fleet")]
+    pub fleet_agent: Option<String>,
 }
 
 /// `--topology`: the cluster the generated haproxy.cfg fronts. The variants carry no
