@@ -307,6 +307,25 @@ fn every_way_of_naming_a_target_and_the_400_answers() {
     assert!(out.starts_with("maintenance: on (upgrade"), "{out}");
     let (_, out) = cmd(&["maintenance", "status", "--target", "db1"]);
     assert_eq!(out, "maintenance: off\n");
+    // inetd answers for one server: with several targets it says to run serve.
+    let mut inetd = std::process::Command::new(common::daemon::BIN)
+        .args(["-c", cfg.to_str().unwrap(), "inetd"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    inetd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let out = String::from_utf8_lossy(&inetd.wait_with_output().unwrap().stdout).to_string();
+    assert!(out.starts_with("HTTP/1.0 503"), "{out}");
+    assert!(
+        out.contains("with several [[target]] run mysqlchk serve"),
+        "{out}"
+    );
     let (code, out) = cmd(&["maintenance", "off", "--target", "db2"]);
     assert_eq!(code, Some(0), "{out}");
     expect(p, "/db2/replica", "", 200, "replica: up - lag 0s");

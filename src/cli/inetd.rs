@@ -34,7 +34,16 @@ pub fn run(cli_path: Option<&Path>) -> i32 {
     let env = config::process_env();
     let (path, explicit) = config::config_path(cli_path, &env);
     let reply = match config::load(&path, explicit, &env) {
-        Ok(loaded) => exchange(&loaded.config),
+        // Fleet mode: inetd answers for a single server, the only [[target]] if there
+        // is one; several need `serve` (which can tell them apart).
+        Ok(loaded) => match loaded.config.select_target(None) {
+            Ok((cfg, _)) => exchange(&cfg),
+            Err(_) => Response::text(
+                503,
+                "health: down - inetd serves one server; with several [[target]] run mysqlchk serve",
+            )
+            .render(0, false),
+        },
         Err(_) => Response::text(
             503,
             "health: down - mysqlchk configuration invalid (run mysqlchk validate)",
