@@ -12,6 +12,7 @@
 //! - `maintenance`: the operator's maintenance flag file;
 //! - `snapshot`: the immutable result of a round, published for the responders;
 //! - `verdict`: the one pure judgement every responder and command shares;
+//! - `push`: verdict changes told to HAProxy through its runtime API;
 //! - `metrics`: the Prometheus exposition and its fixed label sets;
 //! - `checker`: probe → snapshot every interval, logging transitions;
 //! - `fleet`: the targets of fleet mode, their snapshot cells, and which target a request
@@ -35,6 +36,7 @@ mod probe;
 mod maintenance;
 mod snapshot;
 mod verdict;
+mod push;
 mod metrics;
 mod checker;
 mod fleet;

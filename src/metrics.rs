@@ -43,6 +43,8 @@ pub struct Metrics {
     /// Cumulative counts per bucket (index = bucket; last = +Inf).
     round_buckets: Vec<AtomicU64>,
     round_sum_us: AtomicU64,
+    /// What the HAProxy pushers record (`[[haproxy]]`).
+    pub push: std::sync::Arc<crate::push::stats::Stats>,
 }
 
 impl Default for Metrics {
@@ -64,6 +66,7 @@ impl Metrics {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             round_sum_us: AtomicU64::new(0),
+            push: Default::default(),
         }
     }
 
@@ -107,7 +110,9 @@ impl Metrics {
     /// carry `target="<name>"` when a name is given (fleet mode) and no such label
     /// otherwise, so a single-server agent's exposition is as it always was; counters
     /// (requests, refusals, probe errors, round durations) are the process's.
-    pub(crate) fn render(&self, targets: &[MetricTarget<'_>], now: Instant) -> String {
+    /// `push`: `[[haproxy]]` is configured (its series are added only then, so a plain
+    /// setup's exposition does not grow).
+    pub(crate) fn render(&self, targets: &[MetricTarget<'_>], push: bool, now: Instant) -> String {
         let mut o = Families::default();
         o.add(
             "mysqlchk_build_info",
@@ -177,7 +182,11 @@ impl Metrics {
                 self.refused_peers.load(Ordering::Relaxed)
             ),
         );
-        o.finish()
+        let mut o = o.finish();
+        if push {
+            self.push.render(&mut o);
+        }
+        o
     }
 
     /// One target's series (`tl` is its `target="..."` label, or empty); the process's
@@ -521,7 +530,7 @@ mod tests {
             maintenance: None,
         });
         let cfg = config();
-        let text = m.render(&[(None, &cfg.check, &published)], Instant::now());
+        let text = m.render(&[(None, &cfg.check, &published)], false, Instant::now());
         // Every family declared once, samples right after their own header.
         let mut seen = std::collections::HashSet::new();
         let mut current = String::new();

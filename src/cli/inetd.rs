@@ -128,7 +128,7 @@ fn exchange(cfg: &Config) -> Vec<u8> {
         }
         let metrics = Metrics::new();
         let now = Instant::now();
-        let render = || metrics.render(&[(None, &cfg.check, &published)], now);
+        let render = || metrics.render(&[(None, &cfg.check, &published)], false, now);
         let fleet = Fleet::single(Arc::new(Target {
             name: String::new(),
             config: Arc::new(cfg.clone()),
@@ -140,6 +140,7 @@ fn exchange(cfg: &Config) -> Vec<u8> {
             peer: peer.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             now,
             metrics: &render,
+            push: None,
         };
         let (resp, _) = respond(&req, &inputs);
         resp.render(req.minor, req.method == Method::Head)

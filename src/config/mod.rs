@@ -31,6 +31,7 @@ use crate::role::Role;
 
 mod duration;
 pub mod mycnf;
+pub(crate) mod haproxy;
 mod reader;
 mod render;
 pub(crate) mod secret;
@@ -41,6 +42,7 @@ mod targets;
 mod tests;
 
 pub(crate) use duration::{fmt_duration, parse_duration};
+pub(crate) use haproxy::{Haproxy, HaproxySocket};
 use render::Shown;
 use secret::Secret;
 pub(crate) use targets::TargetEntry;
@@ -93,6 +95,8 @@ pub(crate) struct Config {
     pub(crate) check: Check,
     pub(crate) agent: Agent,
     pub(crate) log: Log,
+    /// `[[haproxy]]`: runtime sockets to push verdict changes to.
+    pub(crate) haproxy: Vec<Haproxy>,
     /// `[[target]]` entries (fleet mode); none for a single-server agent.
     pub(crate) targets: Vec<TargetEntry>,
 }
@@ -487,6 +491,14 @@ pub fn from_str(
         let (targets, errors) = targets::read(r.table(), source, env, &config);
         config.targets = targets;
         r.errors.extend(errors);
+    }
+    if !config.targets.is_empty() && !config.haproxy.is_empty() {
+        // Pushing is per server today: which target's verdicts would go to which
+        // server line is not decided yet (README, "Fleet mode").
+        r.errors.push(format!(
+            "{source}: [[haproxy]] pushes a single server's verdicts and cannot be combined \
+             with [[target]] yet: use HAProxy's checks (haproxy-config --fleet)"
+        ));
     }
     r.finish(config)
 }

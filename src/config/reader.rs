@@ -28,7 +28,7 @@ pub(super) enum Raw {
 }
 
 pub(super) struct Reader<'e> {
-    table: toml::Table,
+    pub(super) table: toml::Table,
     pub(super) env: &'e BTreeMap<String, String>,
     pub(super) source: String,
     pub(super) errors: Vec<String>,
@@ -116,6 +116,10 @@ impl<'e> Reader<'e> {
     pub(super) fn unknown_keys(&mut self) {
         let mut errors = Vec::new();
         for (section, value) in &self.table {
+            // An array of tables, read (with its own errors) by `haproxy::read`.
+            if section == "haproxy" {
+                continue;
+            }
             if section == "target" {
                 continue; // [[target]] entries: read by `targets`
             }

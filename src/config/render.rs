@@ -42,6 +42,7 @@ impl Config {
                 }
             }
         }
+        out += &super::haproxy::render(&self.haproxy);
         // Each `[[target]]` with the keys where it differs from the defaults above.
         for t in &self.targets {
             let eff = self.for_target(t);

@@ -75,6 +75,8 @@ fn entries(
     };
     let mut defaults = table.clone();
     defaults.remove("target");
+    // Read once, for the process, not again per target.
+    defaults.remove("haproxy");
     let mut out: Vec<TargetEntry> = Vec::new();
     for (i, item) in list.iter().enumerate() {
         let at = format!("{source}: [[target]] #{}", i + 1);
@@ -243,6 +245,7 @@ impl Config {
             mysql: t.mysql.clone(),
             check: t.check.clone(),
             targets: Vec::new(),
+            haproxy: Vec::new(),
             ..self.clone()
         }
     }
@@ -397,6 +400,17 @@ mod tests {
             .select_target(Some("c"))
             .unwrap_err()
             .contains("unknown target c (known: a, b)"));
+    }
+
+    #[test]
+    fn pushing_to_haproxy_is_refused_with_targets() {
+        let push = "[[haproxy]]\naddress = \"127.0.0.1:9999\"\nbackends = { \"mysql-read\" = \"replica\" }\n";
+        assert!(load(&format!("{BASE}{push}")).is_ok());
+        let e = load(&format!("{BASE}{push}[[target]]\nname = \"a\"\nport = 1\n")).unwrap_err();
+        assert!(
+            e.join("\n").contains("cannot be combined with [[target]]"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -304,7 +304,15 @@ pub async fn run(
     ));
     // One prober per target (one, without [[target]]), their starts spread over the
     // interval.
-    let probers = Probers::start(&fleet.load(), metrics.clone(), shutdown.clone());
+    let (verdicts, verdicts_rx) = tokio::sync::watch::channel(Default::default());
+    let probers = Probers::start(&fleet.load(), metrics.clone(), verdicts, shutdown.clone());
+    // Pushers never hold up the checker or a responder: they only read the watch.
+    tokio::spawn(crate::push::supervise(
+        config.clone(),
+        verdicts_rx,
+        metrics.push.clone(),
+        shutdown.clone(),
+    ));
     let mut d = Daemon {
         config,
         fleet,

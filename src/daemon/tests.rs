@@ -160,7 +160,12 @@ fn the_control_loop_acts_on_injected_events() {
                 fleet.clone(),
                 metrics.clone(),
             )),
-            probers: Probers::start(&fleet.load(), metrics, shutdown.clone()),
+            probers: Probers::start(
+                &fleet.load(),
+                metrics,
+                tokio::sync::watch::channel(Default::default()).0,
+                shutdown.clone(),
+            ),
             config,
             fleet,
             tracker: TaskTracker::new(),

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -19,6 +19,7 @@ use tracing::Instrument;
 use super::{spread, Fleet};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::push::desired::Verdicts;
 
 struct Running {
     config: Arc<ArcSwap<Config>>,
@@ -30,6 +31,9 @@ struct Running {
 pub(crate) struct Probers {
     running: HashMap<String, Running>,
     metrics: Arc<Metrics>,
+    /// Where the single server's verdicts go for the HAProxy pushers (`[[haproxy]]`,
+    /// which the config accepts only without `[[target]]`).
+    verdicts: watch::Sender<Verdicts>,
     shutdown: CancellationToken,
 }
 
@@ -38,11 +42,13 @@ impl Probers {
     pub(crate) fn start(
         fleet: &Fleet,
         metrics: Arc<Metrics>,
+        verdicts: watch::Sender<Verdicts>,
         shutdown: CancellationToken,
     ) -> Probers {
         let mut p = Probers {
             running: HashMap::new(),
             metrics,
+            verdicts,
             shutdown,
         };
         p.apply(fleet);
@@ -79,6 +85,11 @@ impl Probers {
             } else {
                 tracing::Span::none()
             };
+            let verdicts = if fleet.is_named() {
+                watch::channel(Verdicts::default()).0
+            } else {
+                self.verdicts.clone()
+            };
             let task = tokio::spawn({
                 let (config, published, metrics) =
                     (config.clone(), t.published.clone(), self.metrics.clone());
@@ -88,7 +99,8 @@ impl Probers {
                         _ = tokio::time::sleep(delay) => {}
                         _ = stop.cancelled() => return,
                     }
-                    crate::checker::run(config, published, metrics, reconfigured, stop).await
+                    crate::checker::run(config, published, metrics, reconfigured, verdicts, stop)
+                        .await
                 }
                 .instrument(span)
             });

@@ -62,6 +62,8 @@ pub(crate) struct EndpointInputs<'a> {
     pub(crate) now: Instant,
     /// Rendered `/metrics` text, produced by the caller only when asked.
     pub(crate) metrics: &'a dyn Fn() -> String,
+    /// The HAProxy pushers' state for `/status` (none in one-shot modes).
+    pub(crate) push: Option<&'a crate::push::stats::Stats>,
 }
 
 /// The answer to one parsed request, and the endpoint label for metrics.
@@ -89,8 +91,9 @@ pub(crate) fn respond(req: &Request, v: &EndpointInputs<'_>) -> (Response, &'sta
         Endpoint::Status | Endpoint::Metrics if !admin(v) => {
             Response::text(403, "forbidden: not in listen.admin_allow")
         }
-        Endpoint::Status => no_params(&params)
-            .unwrap_or_else(|| Response::with_type(200, JSON, status::render(v.fleet, v.now))),
+        Endpoint::Status => no_params(&params).unwrap_or_else(|| {
+            Response::with_type(200, JSON, status::render(v.config, v.fleet, v.push, v.now))
+        }),
         Endpoint::Metrics => {
             no_params(&params).unwrap_or_else(|| Response::with_type(200, METRICS, (v.metrics)()))
         }

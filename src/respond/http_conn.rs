@@ -68,7 +68,9 @@ fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, b
                         (name, &t.config.check, &*t.published)
                     })
                     .collect();
-                responder.metrics.render(&targets, now)
+                responder
+                    .metrics
+                    .render(&targets, !cfg.haproxy.is_empty(), now)
             };
             let inputs = EndpointInputs {
                 config: &cfg,
@@ -76,6 +78,7 @@ fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, b
                 peer,
                 now,
                 metrics: &metrics,
+                push: Some(&responder.metrics.push),
             };
             let (r, label) = respond(&req, &inputs);
             if cfg.log.access_log {

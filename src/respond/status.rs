@@ -17,8 +17,14 @@ use crate::verdict::evaluate;
 
 /// The document: with one target (no `[[target]]`) its roles, snapshot and config at
 /// the top level; in fleet mode `targets`, every target in config order with its own.
-pub(crate) fn render(fleet: &Fleet, now: Instant) -> String {
-    let doc = match (fleet.is_named(), fleet.targets()) {
+/// `push`: the HAProxy pushers' state, shown when `[[haproxy]]` is configured.
+pub(crate) fn render(
+    config: &Config,
+    fleet: &Fleet,
+    push: Option<&crate::push::stats::Stats>,
+    now: Instant,
+) -> String {
+    let mut doc = match (fleet.is_named(), fleet.targets()) {
         (false, [t]) => target(t, now),
         (_, targets) => {
             let list: Vec<Value> = targets
@@ -34,6 +40,9 @@ pub(crate) fn render(fleet: &Fleet, now: Instant) -> String {
             json!({"version": env!("CARGO_PKG_VERSION"), "targets": list})
         }
     };
+    if let Some(p) = push.filter(|_| !config.haproxy.is_empty()) {
+        doc["haproxy"] = crate::push::status(p, now);
+    }
     let mut out = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
     out.push('\n');
     out
