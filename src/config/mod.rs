@@ -145,6 +145,13 @@ pub(crate) struct Check {
     pub(crate) galera_donor_is_healthy: bool,
     pub(crate) maintenance_file: PathBuf,
     pub(crate) maintenance_status: u16,
+    /// Verdict policy (README, "Verdict policy"): a replica out on lag comes back
+    /// at or below `lag_recover` for `recover_rounds` rounds; judged lag is the
+    /// median of `lag_samples` rounds; "too many connections" drains for `full_grace`.
+    pub(crate) lag_recover: Duration,
+    pub(crate) recover_rounds: u32,
+    pub(crate) lag_samples: u32,
+    pub(crate) full_grace: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +167,8 @@ pub(crate) struct Agent {
     pub(crate) soft_lag: Duration,
     /// Percent, 1..=100.
     pub(crate) min_weight: u8,
+    /// A role that comes back up ramps its weight from `min_weight` over this.
+    pub(crate) ramp: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,11 +249,21 @@ const KEYS: &[(&str, &[&str])] = &[
             "galera_donor_is_healthy",
             "maintenance_file",
             "maintenance_status",
+            "lag_recover",
+            "recover_rounds",
+            "lag_samples",
+            "full_grace",
         ],
     ),
     (
         "agent",
-        &["default_role", "maintenance", "soft_lag", "min_weight"],
+        &[
+            "default_role",
+            "maintenance",
+            "soft_lag",
+            "min_weight",
+            "ramp",
+        ],
     ),
     ("log", &["level", "format", "access_log"]),
 ];
@@ -907,16 +926,38 @@ impl Reader<'_> {
                 self.source
             ));
         }
+        let max_replication_lag = self.bounded_duration(
+            "check",
+            "max_replication_lag",
+            Duration::from_secs(30),
+            MAX_LAG,
+        );
+        // Unset, it follows the bound (half of it), so changing the bound alone never
+        // makes the config invalid.
+        let lag_recover =
+            self.bounded_duration("check", "lag_recover", max_replication_lag / 2, MAX_LAG);
+        if lag_recover > max_replication_lag {
+            self.errors.push(format!(
+                "{}: check.lag_recover = {}: must not exceed check.max_replication_lag ({})",
+                self.source,
+                fmt_duration(lag_recover),
+                fmt_duration(max_replication_lag)
+            ));
+        }
         Check {
             interval,
             timeout,
             stale_after,
             query,
-            max_replication_lag: self.bounded_duration(
+            max_replication_lag,
+            lag_recover,
+            recover_rounds: self.number("check", "recover_rounds", 3, 1, 1000) as u32,
+            lag_samples: self.number("check", "lag_samples", 3, 1, 15) as u32,
+            full_grace: self.bounded_duration(
                 "check",
-                "max_replication_lag",
+                "full_grace",
                 Duration::from_secs(30),
-                MAX_LAG,
+                MAX_DURATION,
             ),
             replication_channels: self
                 .list("check", "replication_channels")
@@ -985,6 +1026,7 @@ impl Reader<'_> {
             maintenance,
             soft_lag,
             min_weight,
+            ramp: self.duration("agent", "ramp", Duration::from_secs(10)),
         }
     }
 
@@ -1116,7 +1158,7 @@ impl Config {
             }
         }
         out += &format!(
-            "\n[check]\ninterval = {}\ntimeout = {}\nstale_after = {}\nquery = {:?}\nmax_replication_lag = {}\nreplication_channels = {}\nprimary_allows_replication = {}\ngr_max_applier_queue = {}\ngalera_donor_is_healthy = {}\nmaintenance_file = {:?}\nmaintenance_status = {}\n",
+            "\n[check]\ninterval = {}\ntimeout = {}\nstale_after = {}\nquery = {:?}\nmax_replication_lag = {}\nreplication_channels = {}\nprimary_allows_replication = {}\ngr_max_applier_queue = {}\ngalera_donor_is_healthy = {}\nmaintenance_file = {:?}\nmaintenance_status = {}\nlag_recover = {}\nrecover_rounds = {}\nlag_samples = {}\nfull_grace = {}\n",
             d(c.interval),
             d(c.timeout),
             d(c.stale_after),
@@ -1127,17 +1169,22 @@ impl Config {
             c.gr_max_applier_queue,
             c.galera_donor_is_healthy,
             c.maintenance_file.display().to_string(),
-            c.maintenance_status
+            c.maintenance_status,
+            d(c.lag_recover),
+            c.recover_rounds,
+            c.lag_samples,
+            d(c.full_grace)
         );
         out += &format!(
-            "\n[agent]\ndefault_role = {:?}\nmaintenance = {:?}\nsoft_lag = {}\nmin_weight = \"{}%\"\n",
+            "\n[agent]\ndefault_role = {:?}\nmaintenance = {:?}\nsoft_lag = {}\nmin_weight = \"{}%\"\nramp = {}\n",
             a.default_role.name(),
             match a.maintenance {
                 AgentMaintenance::Drain => "drain",
                 AgentMaintenance::Maint => "maint",
             },
             d(a.soft_lag),
-            a.min_weight
+            a.min_weight,
+            d(a.ramp)
         );
         out += &format!(
             "\n[log]\nlevel = {:?}\nformat = {:?}\naccess_log = {}\n",
@@ -1195,6 +1242,33 @@ mod tests {
         assert_eq!(c.mysql.user, "mysqlchk");
         assert_eq!(c.check.maintenance_status, 404);
         assert_eq!(c.agent.min_weight, 10);
+        assert_eq!(c.check.lag_recover, Duration::from_secs(15));
+        assert_eq!(c.check.recover_rounds, 3);
+        assert_eq!(c.check.lag_samples, 3);
+        assert_eq!(c.check.full_grace, Duration::from_secs(30));
+        assert_eq!(c.agent.ramp, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn lag_recover_follows_the_bound_and_stays_below_it() {
+        let c = ok(
+            &format!("{LOOPBACK}[check]\nmax_replication_lag = \"10s\"\n"),
+            &[],
+        );
+        assert_eq!(c.check.lag_recover, Duration::from_secs(5));
+        let e = errs(
+            &format!("{LOOPBACK}[check]\nmax_replication_lag = \"10s\"\nlag_recover = \"11s\"\n"),
+            &[],
+        );
+        assert!(
+            e[0].contains("check.lag_recover = 11s: must not exceed"),
+            "{e:?}"
+        );
+        let e = errs(
+            &format!("{LOOPBACK}[check]\nlag_samples = 0\nrecover_rounds = 0\n"),
+            &[],
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
     }
 
     #[test]
