@@ -13,6 +13,7 @@ use arc_swap::ArcSwapOption;
 use crate::facts::Facts;
 use crate::facts::ProbeError;
 use crate::maintenance::Maintenance;
+use crate::policy::Policy;
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -25,6 +26,9 @@ pub struct Snapshot {
     pub duration: Duration,
     pub outcome: Result<Facts, ProbeError>,
     pub maintenance: Option<Maintenance>,
+    /// What the checker remembers from earlier rounds, this one included (a direct
+    /// round remembers only itself).
+    pub(crate) policy: Policy,
 }
 
 /// What every responder shares: the latest snapshot and the prober's heartbeat.
