@@ -248,10 +248,23 @@ async fn rounds(
     let mut probe = Probe::new(cfg.mysql.clone(), &cfg.check);
     loop {
         let started = Instant::now();
-        let outcome = tokio::select! {
+        let mut outcome = tokio::select! {
             o = probe.round() => o,
             _ = shutdown.cancelled() => break,
         };
+        if matches!(&outcome, Err(e) if found_closed(e)) {
+            // The kept connection was closed under us (killed, the server's
+            // wait_timeout, a restart): that says nothing about the server yet, and a
+            // full server is only seen on a new connect. Reconnect once, this round, so
+            // a full server drains instead of going down first (README, "Verdict
+            // policy"); a dead one is refused at once.
+            metrics.probe_error(Reason::Io);
+            tracing::debug!("the kept connection was closed; reconnecting in this round");
+            outcome = tokio::select! {
+                o = probe.round() => o,
+                _ = shutdown.cancelled() => break,
+            };
+        }
         seq += 1;
         match &outcome {
             Err(e) => metrics.probe_error(e.reason),
@@ -285,6 +298,12 @@ async fn rounds(
         published.beat();
     }
     probe.close().await;
+}
+
+/// A round that failed because its kept connection was found closed at the first
+/// query (nothing was learned about the server).
+fn found_closed(e: &ProbeError) -> bool {
+    e.reason == Reason::Io && e.step == Step::Core
 }
 
 /// The lock is only held for a (synchronous) `observe`; a panic inside one leaves the
