@@ -436,3 +436,32 @@ fn a_returning_replica_ramps_but_not_after_start() {
     // The health role never went down: no ramp for it.
     assert_eq!(s.policy.back_for(Role::Health, s.taken), None);
 }
+
+/// The timeline in the README ("Verdict policy"), round by round.
+#[test]
+fn the_readme_timeline() {
+    let mut tr = Trace::new("max_replication_lag = \"10s\"");
+    let rows: &[(u64, &str)] = &[
+        (2, "replica: up - lag 2s"),
+        (60_000, "replica: up - lag 2s"),
+        (3, "replica: up - lag 3s"),
+        (3, "replica: up - lag 3s"),
+        (20, "replica: up - lag 3s"),
+        (20, "replica: down - replication lag 20s exceeds 10s"),
+        (7, "replica: down - replication lag 20s exceeds 10s"),
+        (4, "replica: down - recovering: lag 7s, back at 5s"),
+        (
+            4,
+            "replica: down - recovering: lag 4s, back at 5s (1 of 3 rounds)",
+        ),
+        (
+            4,
+            "replica: down - recovering: lag 4s, back at 5s (2 of 3 rounds)",
+        ),
+        (4, "replica: up - lag 4s"),
+    ];
+    for (i, (lag, want)) in rows.iter().enumerate() {
+        tr.round(Round::Lag(*lag));
+        assert_eq!(tr.line(Role::Replica, None, 0), *want, "round {}", i + 1);
+    }
+}
