@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(mariadb-server mariadb-client galera-4 rsync haproxy curl ca-certificates
           prometheus monitoring-plugins-basic systemd xinetd wrk socat openssl
-          python3 python3-venv python3-pip debootstrap)
+          python3 python3-venv python3-pip debootstrap lintian man-db)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -26,6 +26,13 @@ command -v cargo >/dev/null || {
     echo "cargo not found: install a Rust toolchain (https://rustup.rs) first" >&2
     exit 1
 }
+# The Debian package (scripts/package-test.sh) is built with cargo-deb: installed once
+# per machine into ~/.cargo/bin (~95 s on 2 cores), then found there.
+if ! command -v cargo-deb >/dev/null; then
+    deb_start=$(date +%s)
+    cargo install --locked cargo-deb
+    echo "install-deps: cargo install cargo-deb took $(( $(date +%s) - deb_start ))s"
+fi
 # The MySQL 8 / Group Replication shapes are tested against a protocol-level
 # emulator (mysql-mimic from PyPI) in a venv of the repository.
 bash "$(dirname "$0")/setup-mysql-mimic.sh"

@@ -1,6 +1,7 @@
 //! `mysqlchk haproxy-config`: print a haproxy.cfg that works out of the box with one
-//! mysqlchk per server (pure text generation, unit-tested; the integration tests run
-//! `haproxy -dW -c` on every topology, where warnings are errors).
+//! mysqlchk per server. `run` checks the flags; the rest is pure text generation,
+//! unit-tested (the integration tests run `haproxy -dW -c` on every topology, where
+//! warnings are errors).
 //!
 //! What it encodes, and why:
 //! - **write listener, `balance first`** checking `/primary`: exactly one writer even
@@ -39,23 +40,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Topology {
-    Replication,
-    Galera,
-    GroupReplication,
-}
+use super::args::{HaproxyArgs, Topology};
 
 impl Topology {
-    pub fn parse(s: &str) -> Option<Topology> {
-        Some(match s {
-            "replication" => Topology::Replication,
-            "galera" => Topology::Galera,
-            "group-replication" | "gr" => Topology::GroupReplication,
-            _ => return None,
-        })
-    }
-
+    /// The `--topology` word, for the header comment.
     pub fn name(self) -> &'static str {
         match self {
             Topology::Replication => "replication",
@@ -331,6 +319,43 @@ pub fn render(o: &Options) -> String {
         }
     }
     s
+}
+
+/// The command: the flags clap cannot check (exit 2 and one line on stderr when one
+/// is wrong, as clap does for the others), then the generated file on stdout.
+pub(super) fn run(a: HaproxyArgs) -> i32 {
+    let servers = match parse_servers(&a.servers) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mysqlchk haproxy-config: {e}");
+            return 2;
+        }
+    };
+    let Some(max_lag) = crate::config::parse_duration(&a.max_lag) else {
+        eprintln!(
+            "mysqlchk haproxy-config: --max-lag {:?}: expected seconds or a duration",
+            a.max_lag
+        );
+        return 2;
+    };
+    print!(
+        "{}",
+        render(&Options {
+            servers,
+            topology: a.topology,
+            check_port: a.check_port,
+            agent_port: a.agent_port,
+            bind: a.bind,
+            write_port: a.write_port,
+            read_port: a.read_port,
+            max_lag,
+            read_fallback: a.read_fallback,
+            state_file: a.state_file,
+            stats_socket: a.stats_socket,
+            stats: a.stats,
+        })
+    );
+    0
 }
 
 #[cfg(test)]
