@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Check, Config};
@@ -22,6 +22,7 @@ use crate::maintenance;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::probe::Probe;
+use crate::push::desired::Verdicts;
 use crate::role::Role;
 use crate::snapshot::{Published, Snapshot};
 use crate::verdict::{evaluate, round_lag, State};
@@ -187,6 +188,7 @@ pub async fn run(
     published: Arc<Published>,
     metrics: Arc<Metrics>,
     reconfigured: Arc<Notify>,
+    verdicts: watch::Sender<Verdicts>,
     shutdown: CancellationToken,
 ) {
     // Shared with the rounds task so that a panic does not lose what was logged: a
@@ -199,6 +201,7 @@ pub async fn run(
             published.clone(),
             metrics.clone(),
             reconfigured.clone(),
+            verdicts.clone(),
             shutdown.clone(),
             seq,
             transitions.clone(),
@@ -224,6 +227,7 @@ pub async fn run(
                 for (role, to) in lock(&transitions).observe(&mut s, &cfg.check) {
                     metrics.transition(role, to);
                 }
+                verdicts.send_replace(crate::push::verdicts_of(&s, &cfg.check));
                 published.publish(s);
                 tokio::select! {
                     _ = tokio::time::sleep(cfg.check.interval) => {}
@@ -235,11 +239,14 @@ pub async fn run(
     }
 }
 
+// The supervisor's whole context, handed down so that a restart after a panic keeps it.
+#[allow(clippy::too_many_arguments)]
 async fn rounds(
     config: Arc<ArcSwap<Config>>,
     published: Arc<Published>,
     metrics: Arc<Metrics>,
     reconfigured: Arc<Notify>,
+    verdicts: watch::Sender<Verdicts>,
     shutdown: CancellationToken,
     mut seq: u64,
     transitions: Arc<Mutex<Transitions>>,
@@ -275,6 +282,8 @@ async fn rounds(
         for (role, to) in lock(&transitions).observe(&mut snap, &cfg.check) {
             metrics.transition(role, to);
         }
+        // The pushers (`[[haproxy]]`) learn the verdicts as soon as the responders do.
+        verdicts.send_replace(crate::push::verdicts_of(&snap, &cfg.check));
         published.publish(snap);
         let next = tokio::time::Instant::from_std(
             // Never overflows with a validated interval (at most a day); if it did, the
@@ -288,6 +297,7 @@ async fn rounds(
                 if new.mysql.target != cfg.mysql.target {
                     // A different server: nothing we knew applies any more.
                     published.reset();
+                    verdicts.send_replace(Verdicts::default());
                     *lock(&transitions) = Transitions::default();
                 }
                 probe.reconfigure(new.mysql.clone(), &new.check).await;

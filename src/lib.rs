@@ -14,6 +14,7 @@
 //!   lag, lag hysteresis, full-server grace, weight ramp), pure state machines;
 //! - `snapshot`: the immutable result of a round, published for the responders;
 //! - `verdict`: the one pure judgement every responder and command shares;
+//! - `push`: verdict changes told to HAProxy through its runtime API;
 //! - `metrics`: the Prometheus exposition and its fixed label sets;
 //! - `checker`: probe → snapshot every interval, logging transitions;
 //! - `respond`: the HTTP and agent-check responders (accept, endpoints, agent, status);
@@ -36,6 +37,7 @@ mod maintenance;
 mod policy;
 mod snapshot;
 mod verdict;
+mod push;
 mod metrics;
 mod checker;
 pub mod respond;

@@ -45,6 +45,8 @@ pub struct Metrics {
     round_sum_us: AtomicU64,
     /// `[role][state]` in `Role::ALL` × [`TRANSITION_STATES`] order.
     transitions: Vec<Vec<AtomicU64>>,
+    /// What the HAProxy pushers record (`[[haproxy]]`).
+    pub push: std::sync::Arc<crate::push::stats::Stats>,
 }
 
 /// The states a verdict can change to, as `to` label values.
@@ -78,6 +80,7 @@ impl Metrics {
                         .collect()
                 })
                 .collect(),
+            push: Default::default(),
         }
     }
 
@@ -292,6 +295,10 @@ impl Metrics {
             "mysqlchk_refused_connections_total {}",
             self.refused_peers.load(Ordering::Relaxed)
         );
+        // Only when configured, so a plain setup's exposition does not grow.
+        if !config.haproxy.is_empty() {
+            self.push.render(&mut o);
+        }
         o
     }
 }

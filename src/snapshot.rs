@@ -2,13 +2,17 @@
 //!
 //! Invariants: a published [`Snapshot`] never changes; readers take one atomic load
 //! (`ArcSwap`) and never wait for the prober; `taken` is on the monotonic clock, so
-//! staleness does not depend on wall-clock jumps.
+//! staleness does not depend on wall-clock jumps. Whoever must wait for a snapshot to
+//! exist (the daemon, before it accepts on inherited sockets and before it tells
+//! systemd it is ready) is told through a `watch` channel that `publish` and `reset`
+//! update after the store, never by polling.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
+use tokio::sync::watch;
 
 use crate::facts::Facts;
 use crate::facts::ProbeError;
@@ -34,6 +38,9 @@ pub struct Snapshot {
 /// What every responder shares: the latest snapshot and the prober's heartbeat.
 pub struct Published {
     snapshot: ArcSwapOption<Snapshot>,
+    /// Whether `snapshot` holds one, for [`Published::present`]. Responders never
+    /// touch it: they keep their one atomic load.
+    present: watch::Sender<bool>,
     /// Milliseconds since `epoch` of the checker loop's last progress (for `/live`).
     progress_ms: AtomicU64,
     epoch: Instant,
@@ -49,6 +56,7 @@ impl Published {
     pub fn new() -> Published {
         Published {
             snapshot: ArcSwapOption::empty(),
+            present: watch::Sender::new(false),
             progress_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -56,12 +64,27 @@ impl Published {
 
     pub fn publish(&self, s: Snapshot) {
         self.snapshot.store(Some(Arc::new(s)));
+        // Stored first, so a waiter woken here finds it; waking only on the change
+        // spares the rounds after the first any work for waiters.
+        self.present
+            .send_if_modified(|p| !std::mem::replace(p, true));
         self.beat();
     }
 
     /// Forget the snapshot: a new MySQL target starts again at `starting`.
     pub fn reset(&self) {
         self.snapshot.store(None);
+        self.present.send_replace(false);
+    }
+
+    /// Resolves once a snapshot is published (at once if one is): the first round of
+    /// the current target has completed. Cancel-safe; bound it with a timeout.
+    pub async fn present(&self) {
+        let mut rx = self.present.subscribe();
+        // `wait_for` looks at the current value first, so a publish that happened
+        // before we subscribed is not missed; it fails only if the sender is gone,
+        // which cannot happen while `self` is borrowed.
+        let _ = rx.wait_for(|&p| p).await;
     }
 
     pub fn latest(&self) -> Option<Arc<Snapshot>> {
@@ -82,5 +105,49 @@ impl Published {
         }
         let at = self.epoch + Duration::from_millis(ms);
         Some(now.saturating_duration_since(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{Reason, Step};
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            seq: 1,
+            taken: Instant::now(),
+            wall: SystemTime::now(),
+            duration: Duration::ZERO,
+            outcome: Err(ProbeError {
+                reason: Reason::Refused,
+                step: Step::Connect,
+                code: None,
+                detail: String::new(),
+            }),
+            maintenance: None,
+            policy: Default::default(),
+        }
+    }
+
+    /// `present` follows `publish` and `reset`: a new target waits for its own round.
+    #[test]
+    fn present_follows_publish_and_reset() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let p = Published::new();
+            let short = Duration::from_millis(20);
+            assert!(tokio::time::timeout(short, p.present()).await.is_err());
+            p.publish(snapshot());
+            p.publish(snapshot());
+            tokio::time::timeout(short, p.present()).await.unwrap();
+            p.reset();
+            assert!(tokio::time::timeout(short, p.present()).await.is_err());
+            p.publish(snapshot());
+            tokio::time::timeout(short, p.present()).await.unwrap();
+        });
     }
 }

@@ -124,6 +124,7 @@ fn exchange(cfg: &Config) -> Vec<u8> {
             peer: peer.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             now,
             metrics: &render,
+            push: None,
         };
         let (resp, _) = respond(&req, &inputs);
         resp.render(req.minor, req.method == Method::Head)

@@ -31,6 +31,7 @@ use crate::role::Role;
 
 mod duration;
 pub mod mycnf;
+pub(crate) mod haproxy;
 mod reader;
 mod render;
 pub(crate) mod secret;
@@ -39,6 +40,7 @@ mod sections;
 mod tests;
 
 pub(crate) use duration::{fmt_duration, parse_duration};
+pub(crate) use haproxy::{Haproxy, HaproxySocket};
 use render::Shown;
 use secret::Secret;
 
@@ -90,6 +92,8 @@ pub(crate) struct Config {
     pub(crate) check: Check,
     pub(crate) agent: Agent,
     pub(crate) log: Log,
+    /// `[[haproxy]]`: runtime sockets to push verdict changes to.
+    pub(crate) haproxy: Vec<Haproxy>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

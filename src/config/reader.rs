@@ -28,7 +28,7 @@ pub(super) enum Raw {
 }
 
 pub(super) struct Reader<'e> {
-    table: toml::Table,
+    pub(super) table: toml::Table,
     pub(super) env: &'e BTreeMap<String, String>,
     pub(super) source: String,
     pub(super) errors: Vec<String>,
@@ -111,6 +111,10 @@ impl<'e> Reader<'e> {
     pub(super) fn unknown_keys(&mut self) {
         let mut errors = Vec::new();
         for (section, value) in &self.table {
+            // An array of tables, read (with its own errors) by `haproxy::read`.
+            if section == "haproxy" {
+                continue;
+            }
             let Some(keys) = keys_of(section) else {
                 errors.push(format!("{}: unknown section [{section}]", self.source));
                 continue;

@@ -41,6 +41,7 @@ impl Config {
                 }
             }
         }
+        out += &super::haproxy::render(&self.haproxy);
         out
     }
 }

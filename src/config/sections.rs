@@ -28,6 +28,13 @@ impl Reader<'_> {
         let check = self.build_check(mysql.connect_timeout);
         let agent = self.build_agent(&check);
         let log = self.build_log();
+        let haproxy = super::haproxy::read(
+            self.table.get("haproxy"),
+            &self.source,
+            check.interval,
+            &mut self.errors,
+            &mut self.warnings,
+        );
         Config {
             source: self.source.clone(),
             listen,
@@ -35,6 +42,7 @@ impl Reader<'_> {
             check,
             agent,
             log,
+            haproxy,
         }
     }
 

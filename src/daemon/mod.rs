@@ -1,160 +1,49 @@
-//! `mysqlchk serve`: listeners, the checker, the accept loops, and the control loop
-//! that turns signals into events — SIGTERM/SIGINT stop, SIGHUP reload, SIGUSR2 hand
-//! over to a new binary.
+//! `mysqlchk serve` wired together: the checker, one accept loop per listening socket,
+//! and the control loop that acts on [`Event`]s — SIGTERM/SIGINT stop, SIGHUP reload,
+//! SIGUSR2 hand over to a new binary. Sockets are prepared in `listeners`, reload and
+//! hand-over live in their own files, systemd's protocol in `systemd`.
 //!
 //! Invariants:
-//! - the config is validated before anything is bound; a reload that fails
-//!   validation (or cannot bind a new address) changes nothing and logs one line per
-//!   error; sockets whose address is unchanged are kept, so no check is refused;
+//! - the config is validated and the sockets bound before the runtime starts;
 //! - stopping stops accepting first, then gives in-flight requests a bounded grace;
 //! - inherited sockets (systemd, or our own hand-over) are not accepted on until the
-//!   first round completed, so a restart never answers `starting`;
+//!   first round completed (the daemon is told so by the published cell, bounded by a
+//!   deadline), so a restart never answers `starting`;
 //! - signal handlers are installed first thing, so a signal during that first-round
-//!   wait is never fatal: SIGTERM/SIGINT stop at once, SIGHUP and SIGUSR2 are queued
-//!   and acted on once we accept;
-//! - on SIGUSR2 the new process gets the listening sockets as `LISTEN_FDS`; the old one
-//!   stops accepting only after the new one says it accepts, and the sockets are never
-//!   closed in between (closing a listening socket resets what is queued on it);
-//! - a stop request while the new process has not said it accepts cancels the
-//!   hand-over: the new process is killed and reaped before we stop, so no process
-//!   is left serving under a pid nobody was told about;
-//! - only sockets systemd passed by name are pinned (kept whatever the config says); a
-//!   hand-over passes its own bound sockets under a name that matches no listener, so
-//!   the new process keeps them only if its config lists their address.
+//!   wait is never fatal: a stop event stops at once, reload and hand-over events are
+//!   queued and acted on once we accept;
+//! - every signal becomes one [`Event`], and the control loop acts on events only, so
+//!   a test can drive it without sending signals.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use socket2::{Domain, Socket, Type};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::respond::accept::Responder;
 use crate::respond::http_conn::http_loop;
 use crate::snapshot::Published;
 
+mod handover;
+mod listeners;
+mod reload;
 pub mod systemd;
 
-use systemd::{inherited, match_inherited, Notifier, Protocol};
+use handover::{report_ready, HandOver};
+pub use listeners::{prepare, Bound};
+use systemd::{Notifier, Protocol};
 
 const GRACE: Duration = Duration::from_secs(5);
-/// Environment variable naming the descriptor a handed-over child reports on.
-pub const READY_FD_ENV: &str = "MYSQLCHK_READY_FD";
-/// `LISTEN_FDNAMES` entry for a handed-over socket that was not pinned: a name
-/// `match_inherited` does not match, so only its address can keep it.
-const BY_ADDRESS: &str = "by-address";
-
-/// A listening socket, bound or inherited, not yet accepting.
-pub struct Bound {
-    pub kind: Protocol,
-    pub addr: SocketAddr,
-    pub listener: std::net::TcpListener,
-    /// Matched by its systemd name rather than a configured address: kept across
-    /// reloads whatever the config says.
-    pub pinned: bool,
-    pub inherited: bool,
-}
-
-/// Bind one listening socket: `SO_REUSEADDR` (restart while old connections sit in
-/// TIME_WAIT), IPv6 sockets `IPV6_V6ONLY` (an IPv6 address must not silently
-/// capture IPv4 too: the allowlist would be written for the wrong family).
-pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let domain = if addr.is_ipv6() {
-        Domain::IPV6
-    } else {
-        Domain::IPV4
-    };
-    let s = Socket::new(domain, Type::STREAM, Some(socket2::Protocol::TCP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_reuse_address(true)?;
-    s.bind(&addr.into())?;
-    s.listen(1024)?;
-    s.set_nonblocking(true)?;
-    Ok(s.into())
-}
-
-fn wanted(cfg: &Config) -> Vec<(Protocol, SocketAddr)> {
-    cfg.listen
-        .http
-        .iter()
-        .map(|a| (Protocol::Http, *a))
-        .chain(cfg.listen.agent.iter().map(|a| (Protocol::Agent, *a)))
-        .collect()
-}
-
-/// Adopt what we inherited, bind the rest. Called before the runtime exists.
-pub fn prepare(cfg: &Config, env: &BTreeMap<String, String>) -> Result<Vec<Bound>, String> {
-    let mut out: Vec<Bound> = Vec::new();
-    for inh in inherited(env, std::process::id()) {
-        let Some(l) = crate::sys::adopt_listener(inh.fd) else {
-            tracing::warn!(
-                "inherited descriptor {} is not a listening TCP socket: ignored",
-                inh.fd
-            );
-            continue;
-        };
-        let Ok(local) = l.local_addr() else { continue };
-        match match_inherited(local, &inh.name, &cfg.listen.http, &cfg.listen.agent) {
-            Some((kind, addr)) => {
-                let pinned = !cfg.listen.http.contains(&addr) && !cfg.listen.agent.contains(&addr);
-                let _ = l.set_nonblocking(true);
-                tracing::info!("using inherited {} socket {addr}", kind.name());
-                out.push(Bound {
-                    kind,
-                    addr,
-                    listener: l,
-                    pinned,
-                    inherited: true,
-                });
-            }
-            // A hand-over passes what the old config listed; a new config without
-            // that address means it is removed.
-            None if inh.name == BY_ADDRESS => {
-                tracing::info!("handed-over socket {local} is not in the config: closed")
-            }
-            None => tracing::warn!(
-                "inherited socket {local} (name {:?}) matches no listener in the config: closed",
-                inh.name
-            ),
-        }
-    }
-    systemd::clear_env();
-    for (kind, addr) in wanted(cfg) {
-        // Already inherited: the same address, or a wildcard socket of the same kind
-        // on the same port (systemd's `ListenStream=9200` is a dual-stack [::]:9200,
-        // which also covers 0.0.0.0:9200).
-        let covered = out.iter().any(|b| {
-            b.addr == addr
-                || (b.inherited
-                    && b.kind == kind
-                    && b.addr.port() == addr.port()
-                    && b.addr.ip().is_unspecified())
-        });
-        if covered {
-            continue;
-        }
-        let listener = bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        out.push(Bound {
-            kind,
-            addr,
-            listener,
-            pinned: false,
-            inherited: false,
-        });
-    }
-    Ok(out)
-}
 
 /// One running accept loop.
 struct Running {
@@ -208,189 +97,6 @@ impl Daemon {
         });
     }
 
-    /// Wait (bounded) until the first round has been published.
-    async fn first_round(&self) -> bool {
-        let cfg = self.config.load();
-        let limit = cfg
-            .mysql
-            .connect_timeout
-            .saturating_add(cfg.check.timeout.saturating_mul(5))
-            .saturating_add(Duration::from_secs(1));
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if self.published.latest().is_some() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        false
-    }
-
-    /// Re-read and validate; bind new addresses; apply atomically or keep the old.
-    fn reload(&mut self) {
-        self.notifier.reloading();
-        let env = config::process_env();
-        let loaded = match config::load(&self.path, self.explicit, &env) {
-            Ok(l) => l,
-            Err(errors) => {
-                for e in &errors.0 {
-                    tracing::error!("reload rejected: {e}");
-                }
-                tracing::error!("reload rejected: keeping the running configuration");
-                self.notifier.notify("READY=1");
-                return;
-            }
-        };
-        for w in &loaded.warnings {
-            tracing::warn!("{w}");
-        }
-        let new = loaded.config;
-        // Bind what is new before changing anything: a failure leaves all as it was.
-        let mut fresh = Vec::new();
-        for (kind, addr) in wanted(&new) {
-            let same = self.running.iter().find(|r| r.addr == addr);
-            let listener = match same {
-                Some(r) if r.kind == kind => continue,
-                // The address moves between http and agent: serve the same socket
-                // under its new role (a duplicate descriptor; never closed or bound
-                // again, so nothing queued on it is lost).
-                Some(r) => crate::sys::dup_listener(r.fd)
-                    .ok_or_else(|| std::io::Error::other("cannot duplicate the listening socket")),
-                None => bind(addr),
-            };
-            match listener {
-                Ok(listener) => fresh.push(Bound {
-                    kind,
-                    addr,
-                    listener,
-                    pinned: false,
-                    inherited: false,
-                }),
-                Err(e) => {
-                    tracing::error!("reload rejected: cannot listen on {addr}: {e}");
-                    self.notifier.notify("READY=1");
-                    return;
-                }
-            }
-        }
-        let keep: Vec<(Protocol, SocketAddr)> = wanted(&new);
-        let old = self.config.load_full();
-        self.config.store(Arc::new(new));
-        self.reconfigured.notify_one();
-        let fresh_count = fresh.len();
-        for b in fresh {
-            tracing::info!("now listening on {} ({})", b.addr, b.kind.name());
-            self.start_loop(b);
-        }
-        let started = self.running.len() - fresh_count;
-        let mut index = 0;
-        self.running.retain(|r| {
-            index += 1;
-            // Loops started just now (the tail) stay.
-            let stays = index > started || r.pinned || keep.contains(&(r.kind, r.addr));
-            if !stays {
-                tracing::info!("no longer listening on {} ({})", r.addr, r.kind.name());
-                r.stop.cancel();
-            }
-            stays
-        });
-        if old.listen.max_connections != self.config.load().listen.max_connections {
-            tracing::warn!("listen.max_connections takes effect at the next restart");
-        }
-        tracing::info!("reloaded {}", self.path.display());
-        self.notifier.notify("READY=1");
-    }
-
-    /// SIGUSR2: start the (new) binary with our sockets and wait until it reports
-    /// ready, or a stop request cancels it.
-    async fn hand_over(&mut self, signals: &mut Signals, shutdown: &CancellationToken) -> HandOver {
-        let Some(exe) = self.exe.clone() else {
-            tracing::error!("hand-over impossible: the path of our executable is unknown");
-            return HandOver::Failed;
-        };
-        let (read, write) = match crate::sys::pipe() {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!("hand-over impossible: {e}");
-                return HandOver::Failed;
-            }
-        };
-        let mut fds: Vec<i32> = self.running.iter().map(|r| r.fd).collect();
-        // Pinned sockets keep the name systemd gave them, so they stay pinned in the
-        // new process; the others must be listed by its config to be kept.
-        let names: Vec<&str> = self
-            .running
-            .iter()
-            .map(|r| if r.pinned { r.kind.name() } else { BY_ADDRESS })
-            .collect();
-        let n = fds.len();
-        fds.push(write.as_raw_fd());
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.args(std::env::args_os().skip(1))
-            .env("LISTEN_FDS", n.to_string())
-            .env("LISTEN_FDNAMES", names.join(":"))
-            .env(READY_FD_ENV, (3 + n).to_string())
-            .env_remove("LISTEN_PID");
-        crate::sys::pass_fds_on_exec(&mut cmd, fds);
-        let child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("hand-over: cannot start {}: {e}", exe.display());
-                return HandOver::Failed;
-            }
-        };
-        drop(write);
-        let pid = child.id();
-        tracing::info!(
-            pid,
-            "hand-over: started {}, waiting for it to accept",
-            exe.display()
-        );
-        let ready = tokio::time::timeout(
-            Duration::from_secs(60),
-            tokio::task::spawn_blocking(move || read_ready(read)),
-        );
-        // `biased`: a ready report that raced with the stop request wins, since the
-        // new process then already serves and is the one to keep.
-        let outcome = tokio::select! {
-            biased;
-            waited = ready => match waited {
-                Ok(Ok(true)) => HandOver::Done,
-                _ => HandOver::Failed,
-            },
-            _ = signals.stop() => HandOver::Stopped,
-            _ = shutdown.cancelled() => HandOver::Stopped,
-        };
-        if outcome == HandOver::Done {
-            // The child runs on its own from here (re-parented to init when we exit);
-            // dropping the handle neither waits for nor kills it.
-            drop(child);
-            tracing::info!("hand-over: the new process accepts; stopping this one");
-            return outcome;
-        }
-        // A failed or cancelled child must neither linger as a zombie nor, if it is
-        // still starting, begin accepting on the shared sockets later. It has not
-        // accepted anything yet, so killing it loses nothing.
-        let mut child = child;
-        let reaped = tokio::task::spawn_blocking(move || {
-            if matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-        });
-        if outcome == HandOver::Stopped {
-            // Stop only once it is gone: otherwise it could outlive us, serving.
-            let _ = tokio::time::timeout(Duration::from_secs(5), reaped).await;
-            tracing::info!(
-                pid,
-                "hand-over cancelled by a stop request: new process killed"
-            );
-        } else {
-            tracing::error!("hand-over: the new process did not report ready; keeping this one");
-        }
-        outcome
-    }
-
     async fn stop(mut self) {
         self.notifier.notify("STOPPING=1");
         tracing::info!("stopping: no new connections, finishing those in flight");
@@ -410,15 +116,16 @@ impl Daemon {
     }
 }
 
-/// How a hand-over ended.
+/// What the control loop acts on. Signals are the source in production; tests inject
+/// events through [`Events::injected`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HandOver {
-    /// The new process accepts: stop this one.
-    Done,
-    /// It failed or did not report in time (and is gone): keep serving.
-    Failed,
-    /// A stop request arrived first; the new process was killed: stop.
-    Stopped,
+enum Event {
+    /// SIGTERM, SIGINT, or the shutdown token: stop accepting, drain, exit.
+    Stop,
+    /// SIGHUP: re-read the config.
+    Reload,
+    /// SIGUSR2: hand the sockets over to a new process.
+    HandOver,
 }
 
 /// The signals we act on, installed before anything waits (until then a SIGHUP or
@@ -441,7 +148,18 @@ impl Signals {
         })
     }
 
-    /// SIGTERM or SIGINT.
+    /// The next signal, as an event.
+    async fn next(&mut self) -> Event {
+        tokio::select! {
+            _ = self.term.recv() => Event::Stop,
+            _ = self.int.recv() => Event::Stop,
+            _ = self.hup.recv() => Event::Reload,
+            _ = self.usr2.recv() => Event::HandOver,
+        }
+    }
+
+    /// SIGTERM or SIGINT; SIGHUP and SIGUSR2 stay pending in the kernel's and tokio's
+    /// signal state, for a later [`Signals::next`].
     async fn stop(&mut self) {
         tokio::select! {
             _ = self.term.recv() => {}
@@ -450,24 +168,107 @@ impl Signals {
     }
 }
 
-/// Block until the child writes its ready line (or closes the pipe).
-fn read_ready(fd: OwnedFd) -> bool {
-    use std::io::Read;
-    let mut f = std::fs::File::from(fd);
-    let mut buf = [0u8; 16];
-    matches!(f.read(&mut buf), Ok(n) if n > 0)
+/// Every source of events in one place: the signals (if they could be installed), the
+/// shutdown token, and events injected by tests.
+struct Events {
+    signals: Option<Signals>,
+    shutdown: CancellationToken,
+    injected: Option<mpsc::UnboundedReceiver<Event>>,
+    /// Events that arrived while only a stop was awaited (injected ones; signals stay
+    /// pending on their own): handed out first by [`Events::next`].
+    deferred: VecDeque<Event>,
 }
 
-/// Tell a parent that handed its sockets to us that we accept now.
-fn report_ready(env: &BTreeMap<String, String>) {
-    let Some(fd) = env.get(READY_FD_ENV).and_then(|v| v.parse::<i32>().ok()) else {
-        return;
-    };
-    if let Some(fd) = crate::sys::adopt_fd(fd) {
-        use std::io::Write;
-        let mut f = std::fs::File::from(fd);
-        let _ = f.write_all(b"READY\n");
+impl Events {
+    fn new(signals: Option<Signals>, shutdown: CancellationToken) -> Events {
+        Events {
+            signals,
+            shutdown,
+            injected: None,
+            deferred: VecDeque::new(),
+        }
     }
+
+    /// No signal handlers; events come from the returned sender (and the token).
+    #[cfg(test)]
+    fn injected(shutdown: CancellationToken) -> (mpsc::UnboundedSender<Event>, Events) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut events = Events::new(None, shutdown);
+        events.injected = Some(rx);
+        (tx, events)
+    }
+
+    /// The next event to act on.
+    async fn next(&mut self) -> Event {
+        if let Some(e) = self.deferred.pop_front() {
+            return e;
+        }
+        tokio::select! {
+            _ = self.shutdown.cancelled() => Event::Stop,
+            e = next_signal(&mut self.signals) => e,
+            e = next_injected(&mut self.injected) => e,
+        }
+    }
+
+    /// Wait for a stop event only (during the first-round wait and a hand-over);
+    /// other events are kept for [`Events::next`].
+    async fn stop(&mut self) {
+        loop {
+            let e = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = stop_signal(&mut self.signals) => return,
+                e = next_injected(&mut self.injected) => e,
+            };
+            if e == Event::Stop {
+                return;
+            }
+            self.deferred.push_back(e);
+        }
+    }
+}
+
+/// The next signal; never, without signal handlers.
+async fn next_signal(signals: &mut Option<Signals>) -> Event {
+    match signals {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGTERM or SIGINT; never, without signal handlers.
+async fn stop_signal(signals: &mut Option<Signals>) {
+    match signals {
+        Some(s) => s.stop().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next injected event; never, without an injector (or once it is gone).
+async fn next_injected(injected: &mut Option<mpsc::UnboundedReceiver<Event>>) -> Event {
+    match injected {
+        Some(rx) => match rx.recv().await {
+            Some(e) => e,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a restart waits for its first round before accepting anyway: a connect
+/// and the round's statements, each under its own deadline, plus a margin.
+fn first_round_limit(cfg: &Config) -> Duration {
+    cfg.mysql
+        .connect_timeout
+        .saturating_add(cfg.check.timeout.saturating_mul(5))
+        .saturating_add(Duration::from_secs(1))
+}
+
+/// Wait until the first round has been published, at most `limit`; false if it has
+/// not been by then.
+async fn first_round(published: &Published, limit: Duration) -> bool {
+    tokio::time::timeout(limit, published.present())
+        .await
+        .is_ok()
 }
 
 /// Run until stopped. `path`/`explicit` say where reload re-reads the config from.
@@ -479,13 +280,14 @@ pub async fn run(
     env: BTreeMap<String, String>,
     shutdown: CancellationToken,
 ) {
-    let mut signals = match Signals::install() {
+    let signals = match Signals::install() {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!("cannot install signal handlers: {e}");
             None
         }
     };
+    let mut events = Events::new(signals, shutdown.clone());
     let config = Arc::new(ArcSwap::from_pointee(cfg));
     let published = Arc::new(Published::new());
     let metrics = Arc::new(Metrics::new());
@@ -495,11 +297,20 @@ pub async fn run(
         published.clone(),
         metrics.clone(),
     ));
+    let (verdicts, verdicts_rx) = tokio::sync::watch::channel(Default::default());
     let checker = tokio::spawn(crate::checker::run(
         config.clone(),
         published.clone(),
         metrics.clone(),
         reconfigured.clone(),
+        verdicts,
+        shutdown.clone(),
+    ));
+    // Pushers never hold up the checker or a responder: they only read the watch.
+    tokio::spawn(crate::push::supervise(
+        config.clone(),
+        verdicts_rx,
+        metrics.push.clone(),
         shutdown.clone(),
     ));
     let mut d = Daemon {
@@ -517,19 +328,19 @@ pub async fn run(
 
     // A restart (inherited sockets) must not answer `starting`: complete one round
     // first; connections meanwhile wait in the kernel's queue. A stop request ends the
-    // wait (a hand-over's parent then keeps serving: we never report ready); SIGHUP and
-    // SIGUSR2 stay queued for the control loop.
+    // wait (a hand-over's parent then keeps serving: we never report ready); reload
+    // and hand-over events stay queued for the control loop.
     let inherited_any = listeners.iter().any(|b| b.inherited);
     if inherited_any {
+        let limit = first_round_limit(&d.config.load());
         let stopped = tokio::select! {
-            done = d.first_round() => {
+            done = first_round(&d.published, limit) => {
                 if !done {
                     tracing::warn!("first round still running: accepting anyway");
                 }
                 false
             }
-            _ = stop_requested(&mut signals) => true,
-            _ = shutdown.cancelled() => true,
+            _ = events.stop() => true,
         };
         if stopped {
             tracing::info!("stopped before the first round completed");
@@ -564,14 +375,12 @@ pub async fn run(
         let published = d.published.clone();
         let notifier = d.notifier.clone();
         tokio::spawn(async move {
-            while published.latest().is_none() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            published.present().await;
             notifier.notify("READY=1\nSTATUS=first check done");
         });
     }
 
-    control(&mut d, signals, &shutdown).await;
+    control(&mut d, &mut events).await;
     shutdown.cancel();
     d.stop().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), checker).await;
@@ -581,31 +390,20 @@ pub async fn run(
     tracing::info!("stopped");
 }
 
-/// SIGTERM or SIGINT; never, without signal handlers.
-async fn stop_requested(signals: &mut Option<Signals>) {
-    match signals {
-        Some(s) => s.stop().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Signals → events, until a stop.
-async fn control(d: &mut Daemon, signals: Option<Signals>, shutdown: &CancellationToken) {
-    let Some(mut signals) = signals else {
-        shutdown.cancelled().await;
-        return;
-    };
+/// Events → actions, until a stop (or a hand-over that did not fail).
+async fn control(d: &mut Daemon, events: &mut Events) {
     loop {
-        tokio::select! {
-            _ = signals.term.recv() => return,
-            _ = signals.int.recv() => return,
-            _ = shutdown.cancelled() => return,
-            _ = signals.hup.recv() => d.reload(),
-            _ = signals.usr2.recv() => {
-                if d.hand_over(&mut signals, shutdown).await != HandOver::Failed {
+        match events.next().await {
+            Event::Stop => return,
+            Event::Reload => d.reload(),
+            Event::HandOver => {
+                if d.hand_over(events).await != HandOver::Failed {
                     return;
                 }
             }
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -255,4 +255,27 @@ mod tests {
         assert_eq!(redact(&long).chars().count(), 120);
         assert_eq!(redact("a\nb"), "a b");
     }
+
+    #[test]
+    fn codes_map_to_reasons() {
+        assert_eq!(Reason::from_code(1045), Reason::AccessDenied);
+        assert_eq!(Reason::from_code(4151), Reason::AccountLocked);
+        assert_eq!(Reason::from_code(3118), Reason::AccountLocked);
+        assert_eq!(Reason::from_code(1862), Reason::PasswordExpired);
+        assert_eq!(Reason::from_code(1129), Reason::HostBlocked);
+        assert_eq!(Reason::from_code(1040), Reason::TooManyConnections);
+        assert_eq!(Reason::from_code(3032), Reason::OfflineMode);
+        assert_eq!(Reason::from_code(1227), Reason::Privilege);
+        assert_eq!(Reason::from_code(9999), Reason::ServerError);
+        assert!(Reason::AccessDenied.is_auth());
+        assert!(!Reason::Refused.is_auth());
+    }
+
+    #[test]
+    fn reason_names_are_unique() {
+        let mut names: Vec<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Reason::ALL.len());
+    }
 }

@@ -1,5 +1,6 @@
 //! What a probe round learned about the server, and the pure decoding of MySQL replies
-//! into it; [`failure`] holds why a round or one of its steps failed.
+//! into it; [`failure`] holds why a round or one of its steps failed. The statements
+//! that produce those replies belong to the prober (`probe/sql.rs`).
 //!
 //! Invariants: decoding never panics (values are read with `get_opt`-style lookups and
 //! kept as text until a rule needs them); a fact the server does not have is `None`,
@@ -10,56 +11,6 @@ use std::collections::BTreeMap;
 
 pub(crate) mod failure;
 pub(crate) use failure::{redact, ProbeError, Reason, ServerError, Step, StepFailure};
-
-/// The core variables read in one round trip at the start of every round.
-pub(crate) const CORE_VARIABLES: &[&str] = &[
-    "read_only",
-    "super_read_only",
-    "offline_mode",
-    "version",
-    "version_comment",
-    "wsrep_on",
-    "wsrep_provider",
-    "group_replication_group_name",
-    "server_uuid",
-    "max_connections",
-    // Galera / Percona XtraDB Cluster knobs: absent elsewhere, and only read when
-    // Galera is really on (`wsrep_on=ON` and a provider loaded).
-    "wsrep_desync",
-    "wsrep_reject_queries",
-    "wsrep_sst_donor_rejects_queries",
-    "pxc_maint_mode",
-];
-
-/// Status counters read every round (one round trip): load, Galera's state, and the
-/// Group Replication primary where it is a status variable (MySQL 5.7, whose member
-/// table has no role column).
-pub(crate) const STATUS_VARIABLES: &[&str] = &[
-    "Threads_connected",
-    "group_replication_primary_member",
-    "wsrep_local_state",
-    "wsrep_local_state_comment",
-    "wsrep_cluster_status",
-    "wsrep_cluster_size",
-    "wsrep_ready",
-];
-
-pub(crate) fn status_sql() -> String {
-    let names: Vec<String> = STATUS_VARIABLES.iter().map(|v| format!("'{v}'")).collect();
-    format!(
-        "SHOW GLOBAL STATUS WHERE Variable_name IN ({})",
-        names.join(",")
-    )
-}
-
-/// Group Replication members as this server sees them.
-pub(crate) const GROUP_MEMBERS_SQL: &str =
-    "SELECT * FROM performance_schema.replication_group_members";
-/// This member's applier queue (only read when `check.gr_max_applier_queue` > 0).
-pub(crate) const GROUP_QUEUE_SQL: &str = "SELECT COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
-/// The same on MySQL 5.7, which has neither that column nor the member role: the
-/// transactions waiting in the member's queue.
-pub(crate) const GROUP_QUEUE_SQL_57: &str = "SELECT COUNT_TRANSACTIONS_IN_QUEUE FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@server_uuid";
 
 /// One row of `replication_group_members`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,14 +80,6 @@ impl Group {
             .to_string();
         }
     }
-}
-
-pub(crate) fn core_variables_sql() -> String {
-    let names: Vec<String> = CORE_VARIABLES.iter().map(|v| format!("'{v}'")).collect();
-    format!(
-        "SHOW GLOBAL VARIABLES WHERE Variable_name IN ({})",
-        names.join(",")
-    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,24 +185,6 @@ impl Channel {
             last_io_errno: num(&["Last_IO_Errno"]),
             last_sql_errno: num(&["Last_SQL_Errno"]),
         }
-    }
-}
-
-/// Which statement lists every replication channel, by flavour and version; and the
-/// older syntax to fall back to on a syntax error (1064) only.
-pub(crate) fn replication_sql(
-    flavour: Flavour,
-    version: (u16, u16, u16),
-) -> (&'static str, Option<&'static str>) {
-    match flavour {
-        // A named (multi-source) connection does not appear in plain SHOW REPLICA
-        // STATUS on MariaDB: ALL is required.
-        Flavour::MariaDb if version >= (10, 5, 1) => {
-            ("SHOW ALL REPLICAS STATUS", Some("SHOW ALL SLAVES STATUS"))
-        }
-        Flavour::MariaDb => ("SHOW ALL SLAVES STATUS", None),
-        _ if version >= (8, 0, 22) => ("SHOW REPLICA STATUS", Some("SHOW SLAVE STATUS")),
-        _ => ("SHOW SLAVE STATUS", None),
     }
 }
 
@@ -532,37 +457,5 @@ mod tests {
         assert_eq!(roles(&unknown), ["", "", ""]);
         assert!(has_role_column(&row(&[("member_role", Some(""))])));
         assert!(!has_role_column(&row(&[("MEMBER_STATE", Some("ONLINE"))])));
-    }
-
-    #[test]
-    fn replication_statement_by_version() {
-        assert_eq!(
-            replication_sql(Flavour::MariaDb, (10, 11, 6)).0,
-            "SHOW ALL REPLICAS STATUS"
-        );
-        assert_eq!(
-            replication_sql(Flavour::MariaDb, (10, 4, 0)).0,
-            "SHOW ALL SLAVES STATUS"
-        );
-        assert_eq!(
-            replication_sql(Flavour::MySql, (8, 0, 22)).0,
-            "SHOW REPLICA STATUS"
-        );
-        assert_eq!(
-            replication_sql(Flavour::MySql, (8, 0, 21)).0,
-            "SHOW SLAVE STATUS"
-        );
-        assert_eq!(
-            replication_sql(Flavour::Percona, (5, 7, 44)).0,
-            "SHOW SLAVE STATUS"
-        );
-    }
-
-    #[test]
-    fn core_sql_lists_every_variable() {
-        let sql = core_variables_sql();
-        for v in CORE_VARIABLES {
-            assert!(sql.contains(&format!("'{v}'")));
-        }
     }
 }

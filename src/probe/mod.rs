@@ -1,177 +1,37 @@
-//! One persistent MySQL connection and the round that reads facts over it.
+//! One persistent MySQL connection and the round that reads facts over it;
+//! [`connect`] opens the connection, [`sql`] holds the statements.
 //!
 //! Invariants:
 //! - every network wait is under a deadline (`mysql.connect_timeout` for the connect,
-//!   `check.timeout` per step), and the whole round under one more ([`round_budget`]),
-//!   so a server slow at every step cannot push the snapshot past `check.stale_after`:
-//!   when it expires the connection is discarded and the round fails (`timeout`,
-//!   naming the step it was in);
-//! - a server *error reply* is a fact and keeps the connection; an I/O error, a driver
-//!   error or a timeout poisons it: it is closed with a bounded `disconnect` and never
-//!   reused (dropping a live `Conn` would make the driver spawn a cleanup task that
-//!   drains the pending result, which never ends against a stopped server: one leaked
-//!   task and socket per round);
-//! - the password lives in our [`Secret`] and is handed to the driver's options only at
-//!   the connect call; the driver's `Opts` print it in clear under `{:?}`, so they are
-//!   never formatted;
-//! - credentials files are re-read before every connect (rotation without restart).
+//!   `check.timeout` per statement), and the whole round under one more
+//!   ([`round_budget`]), so a server slow at every step cannot push the snapshot past
+//!   `check.stale_after`: when it expires the connection is discarded and the round
+//!   fails (`timeout`, naming the step it was in);
+//! - every statement, the session SETs included, goes through [`Probe::statement`],
+//!   the one place that carries the rule: a server *error reply* is a fact and keeps
+//!   the connection; an I/O error, a driver error or a timeout poisons it: it is closed
+//!   with a bounded `disconnect` and never reused (dropping a live `Conn` would make the
+//!   driver spawn a cleanup task that drains the pending result, which never ends
+//!   against a stopped server: one leaked task and socket per round).
+
+mod connect;
+mod sql;
 
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Row, SslOpts, Value};
+use mysql_async::{Conn, Row};
 
-use crate::config::secret::{Secret, MAX_PASSWORD_FILE};
-use crate::config::{Check, Credentials, Mysql, SslMode, Target};
+use crate::config::{Check, Mysql};
 use crate::facts::{
-    core_variables_sql, has_role_column, replication_sql, status_sql, version_triple, Channel,
-    Facts, Group, Member, OptionalFact, ProbeError, Reason, ServerError, Step, StepFailure,
-    GROUP_MEMBERS_SQL, GROUP_QUEUE_SQL, GROUP_QUEUE_SQL_57,
+    has_role_column, version_triple, Channel, Facts, Group, Member, OptionalFact, ProbeError,
+    Reason, ServerError, Step, StepFailure,
 };
-
-/// Classify a driver error (pure, unit-tested).
-pub fn classify_driver_error(err: &mysql_async::Error, step: Step) -> ProbeError {
-    use mysql_async::{DriverError, Error, IoError};
-    match err {
-        Error::Server(e) => ProbeError {
-            reason: Reason::from_code(e.code),
-            step,
-            code: Some(e.code),
-            detail: ServerError::new(e.code, &e.message).message,
-        },
-        // rustls reports handshake and certificate failures as InvalidData I/O errors.
-        Error::Io(IoError::Io(e)) if e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => {
-            ProbeError::new(Reason::Tls, step, e.to_string())
-        }
-        Error::Io(IoError::Io(e)) => {
-            let reason = match e.kind() {
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
-                    if step == Step::Connect =>
-                {
-                    Reason::Refused
-                }
-                std::io::ErrorKind::TimedOut => Reason::Timeout,
-                // The connection was made (a close during the handshake, bytes that
-                // are no MySQL greeting): not "refused", which would send an operator
-                // looking for a stopped server.
-                _ => Reason::Io,
-            };
-            ProbeError::new(reason, step, e.to_string())
-        }
-        Error::Io(IoError::Tls(e)) => ProbeError::new(Reason::Tls, step, e.to_string()),
-        Error::Driver(DriverError::NoClientSslFlagFromServer) => {
-            ProbeError::new(Reason::Tls, step, "the server does not offer TLS")
-        }
-        Error::Driver(DriverError::ConnectionClosed) => {
-            ProbeError::new(Reason::Io, step, "connection closed by the server")
-        }
-        // The peer speaks something, but not the MySQL protocol as we know it.
-        Error::Driver(
-            e @ (DriverError::CantParseServerVersion { .. }
-            | DriverError::PacketOutOfOrder
-            | DriverError::UnexpectedPacket { .. }
-            | DriverError::PacketTooLarge
-            | DriverError::BadCompressedPacketHeader
-            | DriverError::InvalidParsecSalt),
-        ) => ProbeError::new(Reason::Io, step, format!("protocol error: {e}")),
-        Error::Driver(e) => ProbeError::new(Reason::Internal, step, e.to_string()),
-        Error::Other(e) => ProbeError::new(Reason::Internal, step, e.to_string()),
-        Error::Url(e) => ProbeError::new(Reason::Internal, step, e.to_string()),
-    }
-}
-
-/// The account and password for the next connect, re-reading any file (so rotation
-/// needs no restart). Files are read off the async workers under the connect
-/// deadline and never block on a FIFO; an unreadable file fails the connect
-/// (`internal`) with a detail naming the file, never its contents.
-async fn credentials(mysql: &Mysql) -> Result<(String, Option<Secret>), ProbeError> {
-    let cred_err = |what: String| ProbeError::new(Reason::Internal, Step::Connect, what);
-    match &mysql.credentials {
-        Credentials::None => Ok((mysql.user.clone(), None)),
-        Credentials::Inline(s) => Ok((mysql.user.clone(), Some(s.clone()))),
-        Credentials::PasswordFile(p) => {
-            use crate::smallfile::{self, Links};
-            let path = p.clone();
-            // Kubernetes secrets and systemd credentials are symlinks: follow them.
-            let read = move || smallfile::read(&path, MAX_PASSWORD_FILE, Links::Follow);
-            let bytes = smallfile::off_worker(p, mysql.connect_timeout, read)
-                .await
-                .and_then(|r| r)
-                .map_err(|e| cred_err(format!("password file {e}: {}", p.display())))?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| cred_err(format!("password file is not UTF-8: {}", p.display())))?;
-            // One trailing newline is an editor's, not the password's.
-            let pw = text
-                .strip_suffix('\n')
-                .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                .unwrap_or(&text);
-            Ok((mysql.user.clone(), Some(Secret::new(pw))))
-        }
-        Credentials::DefaultsFile(p) => {
-            let path = p.clone();
-            let load = move || crate::config::mycnf::load(&path);
-            let opts = crate::smallfile::off_worker(p, mysql.connect_timeout, load)
-                .await
-                .map_err(|e| cred_err(format!("option file {e}: {}", p.display())))?
-                .map_err(|e| cred_err(e.to_string()))?;
-            Ok((
-                opts.user.unwrap_or_else(|| mysql.user.clone()),
-                opts.password,
-            ))
-        }
-    }
-}
-
-fn ssl_opts(mysql: &Mysql) -> Option<SslOpts> {
-    use mysql_async::ClientIdentity;
-    let mut o = match mysql.ssl_mode {
-        SslMode::Disabled => return None,
-        // As the mysql client: preferred/required encrypt but verify nothing.
-        SslMode::Preferred | SslMode::Required => SslOpts::default()
-            .with_danger_accept_invalid_certs(true)
-            .with_danger_skip_domain_validation(true),
-        SslMode::VerifyCa => SslOpts::default().with_danger_skip_domain_validation(true),
-        SslMode::VerifyIdentity => SslOpts::default(),
-    };
-    if let Some(ca) = &mysql.ssl_ca {
-        o = o
-            .with_root_certs(vec![ca.clone().into()])
-            .with_disable_built_in_roots(true);
-    }
-    if let (Some(cert), Some(key)) = (&mysql.ssl_cert, &mysql.ssl_key) {
-        o = o.with_client_identity(Some(ClientIdentity::new(
-            cert.clone().into(),
-            key.clone().into(),
-        )));
-    }
-    Some(o)
-}
-
-/// Build the driver options. Kept in one place so the `Opts` (which print the
-/// password under `{:?}`) never travel.
-fn opts(mysql: &Mysql, user: String, password: Option<Secret>, tls: bool) -> OptsBuilder {
-    let b = OptsBuilder::default()
-        .user(Some(user))
-        .pass(password.map(|p| p.expose().to_string()))
-        // Only the text protocol is used: no statement cache; the known values save
-        // the driver's extra round trips on connect.
-        .stmt_cache_size(0)
-        .wait_timeout(Some(28800))
-        .max_allowed_packet(Some(16 * 1024 * 1024))
-        .tcp_nodelay(true)
-        .ssl_opts(if tls { ssl_opts(mysql) } else { None });
-    match &mysql.target {
-        Target::Tcp { host, port } => b
-            .ip_or_hostname(host.clone())
-            .tcp_port(*port)
-            // Otherwise the driver silently moves a loopback TCP connection onto the
-            // Unix socket: we must check what the operator configured.
-            .prefer_socket(false),
-        Target::Socket(path) => b
-            .socket(Some(path.display().to_string()))
-            .prefer_socket(true),
-    }
-}
+use connect::classify_driver_error;
+use sql::{
+    channel_of, columns, core_variables_sql, replication_sql, status_sql, text, GROUP_MEMBERS_SQL,
+    GROUP_QUEUE_SQL, GROUP_QUEUE_SQL_57,
+};
 
 /// How long one round (connect and every step) may take: what `check.stale_after`
 /// leaves after an `interval`, less a fifth for the bounded disconnect and publishing,
@@ -180,6 +40,44 @@ fn opts(mysql: &Mysql, user: String, password: Option<Secret>, tls: bool) -> Opt
 pub fn round_budget(check: &Check) -> Duration {
     let room = check.stale_after.saturating_sub(check.interval);
     (room - room / 5).max(check.timeout)
+}
+
+/// What [`Probe::statement`] does with the reply's rows.
+#[derive(Clone, Copy)]
+enum Rows {
+    /// Return them (a fact is read from them).
+    Keep,
+    /// Read and drop them (the check query, the session SETs).
+    Drop,
+}
+
+/// How a statement failed.
+enum Failed {
+    /// The server replied with an error: a fact about the server; the connection is
+    /// kept.
+    Reply(mysql_async::ServerError),
+    /// No usable reply (I/O or driver error, timeout, or no connection left): the
+    /// connection is gone, already discarded.
+    Lost(ProbeError),
+}
+
+impl Failed {
+    /// The failure as the round's error (a required step).
+    fn into_error(self, step: Step) -> ProbeError {
+        match self {
+            Failed::Reply(e) => classify_driver_error(&mysql_async::Error::Server(e), step),
+            Failed::Lost(e) => e,
+        }
+    }
+
+    /// The failure as an optional fact's (the round goes on).
+    fn into_step_failure(self, step: Step) -> StepFailure {
+        let e = self.into_error(step);
+        StepFailure {
+            reason: e.reason,
+            code: e.code,
+        }
+    }
 }
 
 /// The prober's connection and per-round settings.
@@ -263,54 +161,36 @@ impl Probe {
 
     async fn steps(&mut self) -> Result<Facts, ProbeError> {
         if self.conn.is_none() {
-            self.conn = Some(self.connect().await?);
+            self.connect().await?;
         }
-        let timeout = self.wait(self.timeout);
-        let sql = core_variables_sql();
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(ProbeError::new(
-                Reason::Internal,
-                Step::Core,
-                "no connection",
-            ));
-        };
-        let core = match tokio::time::timeout(timeout, conn.query::<Row, _>(sql)).await {
-            Ok(Ok(rows)) => rows,
-            Ok(Err(e)) => return Err(self.fail(&e, Step::Core).await),
-            Err(_) => return Err(self.timed_out(Step::Core).await),
-        };
+        let core = self
+            .statement(Step::Core, &core_variables_sql(), Rows::Keep)
+            .await
+            .map_err(|f| f.into_error(Step::Core))?;
         let mut facts = Facts::from_variables(
             core.iter()
                 .filter_map(|r| Some((text(r, 0)?, text(r, 1).unwrap_or_default()))),
         );
         let query = self.query.clone();
-        let wait = self.wait(self.timeout);
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(ProbeError::new(
-                Reason::Internal,
-                Step::Query,
-                "no connection",
-            ));
-        };
-        match tokio::time::timeout(wait, conn.query_drop(query)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(mysql_async::Error::Server(e))) => {
-                facts.query = Err(ServerError::new(e.code, &e.message));
-            }
-            Ok(Err(e)) => return Err(self.fail(&e, Step::Query).await),
-            Err(_) => return Err(self.timed_out(Step::Query).await),
+        match self.statement(Step::Query, &query, Rows::Drop).await {
+            Ok(_) => {}
+            Err(Failed::Reply(e)) => facts.query = Err(ServerError::new(e.code, &e.message)),
+            Err(Failed::Lost(e)) => return Err(e),
         }
         // Once the deadline has passed the remaining steps are not even tried.
         if self.expired.is_some() {
             return Ok(facts);
         }
-        facts.status = match self.optional(status_sql(), Step::Status).await {
+        facts.status = match self
+            .statement(Step::Status, &status_sql(), Rows::Keep)
+            .await
+        {
             Ok(rows) => OptionalFact::Known(
                 rows.iter()
                     .filter_map(|r| Some((text(r, 0)?.to_ascii_lowercase(), text(r, 1)?)))
                     .collect(),
             ),
-            Err(f) => OptionalFact::Failed(f),
+            Err(f) => OptionalFact::Failed(f.into_step_failure(Step::Status)),
         };
         if self.expired.is_some() {
             return Ok(facts);
@@ -325,32 +205,38 @@ impl Probe {
         Ok(facts)
     }
 
-    /// An optional step: error replies and timeouts become a [`StepFailure`] (the
-    /// timeout also poisons the connection, as always).
-    async fn optional(&mut self, sql: String, step: Step) -> Result<Vec<Row>, StepFailure> {
+    /// Send one statement, waiting at most `check.timeout` and never past the round's
+    /// deadline. An error reply keeps the connection ([`Failed::Reply`]); anything else
+    /// that leaves no reply discards it ([`Failed::Lost`]), because an unread reply
+    /// would be taken by the next statement as its own. `step` names the failure; during
+    /// [`Step::Connect`] (the session SETs) a timeout reads as the connect's.
+    async fn statement(&mut self, step: Step, sql: &str, rows: Rows) -> Result<Vec<Row>, Failed> {
         let wait = self.wait(self.timeout);
         let Some(conn) = self.conn.as_mut() else {
-            return Err(StepFailure {
-                reason: Reason::Io,
-                code: None,
-            });
+            return Err(Failed::Lost(ProbeError::new(
+                Reason::Io,
+                step,
+                "no connection",
+            )));
         };
-        match tokio::time::timeout(wait, conn.query::<Row, _>(sql)).await {
+        let reply = match rows {
+            Rows::Keep => tokio::time::timeout(wait, conn.query::<Row, _>(sql)).await,
+            Rows::Drop => tokio::time::timeout(wait, conn.query_drop(sql))
+                .await
+                .map(|r| r.map(|()| Vec::new())),
+        };
+        match reply {
             Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(mysql_async::Error::Server(e))) => Err(Failed::Reply(e)),
             Ok(Err(e)) => {
-                let p = self.fail(&e, step).await;
-                Err(StepFailure {
-                    reason: p.reason,
-                    code: p.code,
-                })
+                self.close().await;
+                Err(Failed::Lost(classify_driver_error(&e, step)))
             }
-            Err(_) => {
-                self.timed_out(step).await;
-                Err(StepFailure {
-                    reason: Reason::Timeout,
-                    code: None,
-                })
+            Err(_) if step == Step::Connect => {
+                self.close().await;
+                Err(Failed::Lost(self.connect_timed_out("session setup")))
             }
+            Err(_) => Err(Failed::Lost(self.timed_out(step).await)),
         }
     }
 
@@ -358,11 +244,11 @@ impl Probe {
     /// whose member table has no role column (MySQL 5.7).
     async fn group(&mut self, primary_member: Option<String>) -> OptionalFact<Group> {
         let rows = match self
-            .optional(GROUP_MEMBERS_SQL.to_string(), Step::Group)
+            .statement(Step::Group, GROUP_MEMBERS_SQL, Rows::Keep)
             .await
         {
             Ok(r) => r,
-            Err(f) => return OptionalFact::Failed(f),
+            Err(f) => return OptionalFact::Failed(f.into_step_failure(Step::Group)),
         };
         let rows: Vec<_> = rows.iter().map(columns).collect();
         let has_role = rows.first().is_none_or(|r| has_role_column(r));
@@ -379,13 +265,13 @@ impl Probe {
             } else {
                 GROUP_QUEUE_SQL_57
             };
-            g.applier_queue = match self.optional(sql.to_string(), Step::Group).await {
+            g.applier_queue = match self.statement(Step::Group, sql, Rows::Keep).await {
                 Ok(rows) => OptionalFact::Known(
                     rows.first()
                         .and_then(|r| text(r, 0))
                         .and_then(|v| v.trim().parse().ok()),
                 ),
-                Err(f) => OptionalFact::Failed(f),
+                Err(f) => OptionalFact::Failed(f.into_step_failure(Step::Group)),
             };
         }
         OptionalFact::Known(g)
@@ -395,127 +281,34 @@ impl Probe {
     /// version, falling back to the older syntax only on a syntax error (1064), never
     /// on a privilege error (which is a reason of its own).
     async fn channels(&mut self, facts: &Facts) -> OptionalFact<Vec<Channel>> {
+        // A connection lost in an earlier step of this round: not collected.
+        if self.conn.is_none() {
+            return OptionalFact::NotCollected;
+        }
         let (newer, older) = replication_sql(facts.flavour, version_triple(facts.version()));
         let mut sql = self.repl_sql.unwrap_or(newer);
         loop {
-            let wait = self.wait(self.timeout);
-            let Some(conn) = self.conn.as_mut() else {
-                return OptionalFact::NotCollected;
-            };
-            match tokio::time::timeout(wait, conn.query::<Row, _>(sql)).await {
-                Ok(Ok(rows)) => {
+            match self.statement(Step::Replication, sql, Rows::Keep).await {
+                Ok(rows) => {
                     self.repl_sql = Some(sql);
                     return OptionalFact::Known(rows.iter().map(channel_of).collect());
                 }
-                Ok(Err(mysql_async::Error::Server(e))) if e.code == 1064 && sql == newer => {
-                    match older {
-                        Some(o) => sql = o,
-                        None => {
-                            return OptionalFact::Failed(StepFailure {
-                                reason: Reason::ServerError,
-                                code: Some(e.code),
-                            })
-                        }
+                Err(Failed::Reply(e)) if e.code == 1064 && sql == newer => match older {
+                    Some(o) => sql = o,
+                    None => {
+                        return OptionalFact::Failed(StepFailure {
+                            reason: Reason::ServerError,
+                            code: Some(e.code),
+                        })
                     }
-                }
-                Ok(Err(e)) => {
-                    let p = self.fail(&e, Step::Replication).await;
-                    return OptionalFact::Failed(StepFailure {
-                        reason: p.reason,
-                        code: p.code,
-                    });
-                }
-                Err(_) => {
-                    self.timed_out(Step::Replication).await;
-                    return OptionalFact::Failed(StepFailure {
-                        reason: Reason::Timeout,
-                        code: None,
-                    });
-                }
+                },
+                Err(f) => return OptionalFact::Failed(f.into_step_failure(Step::Replication)),
             }
         }
     }
 
-    async fn connect(&mut self) -> Result<Conn, ProbeError> {
-        let (user, password) = credentials(&self.mysql).await?;
-        let want_tls = self.mysql.ssl_mode != SslMode::Disabled
-            && matches!(self.mysql.target, Target::Tcp { .. })
-            && !self.server_lacks_tls;
-        let deadline = self.wait(self.mysql.connect_timeout);
-        let attempt = |tls: bool| {
-            let o = opts(&self.mysql, user.clone(), password.clone(), tls);
-            tokio::time::timeout(deadline, Conn::new(o))
-        };
-        let mut conn = match attempt(want_tls).await {
-            Ok(Ok(c)) => c,
-            Err(_) => return Err(self.connect_timed_out("connect")),
-            Ok(Err(mysql_async::Error::Driver(
-                mysql_async::DriverError::NoClientSslFlagFromServer,
-            ))) if self.mysql.ssl_mode == SslMode::Preferred => {
-                self.server_lacks_tls = true;
-                match attempt(false).await {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) => return Err(classify_driver_error(&e, Step::Connect)),
-                    Err(_) => return Err(self.connect_timed_out("connect")),
-                }
-            }
-            Ok(Err(e)) => return Err(classify_driver_error(&e, Step::Connect)),
-        };
-        // Keep every check cheap and bounded on the server side too; a stopped server
-        // enforces nothing, so the client-side deadlines above stay the real guard.
-        // Failures here are facts about the server (e.g. an old version), not fatal.
-        let ms = self.timeout.as_millis().max(1);
-        let is_mariadb = conn.server_version().0 >= 10;
-        let set = if is_mariadb {
-            format!("SET SESSION max_statement_time={:.3}", ms as f64 / 1000.0)
-        } else {
-            format!("SET SESSION max_execution_time={ms}")
-        };
-        // Galera: a check must never wait for the cluster to catch up. Sent to every
-        // flavour (Percona XtraDB Cluster reports a MySQL version); elsewhere it is an
-        // error reply, which is harmless.
-        for sql in [set.as_str(), "SET SESSION wsrep_sync_wait=0"] {
-            conn = self.session_setup(conn, sql).await?;
-        }
-        Ok(conn)
-    }
-
-    /// One session SET on a fresh connection. An error reply is a fact about the server
-    /// (an old version, no Galera) and keeps the connection; a timeout or an I/O error
-    /// discards it: a reply left unread would be read by the next statement as its own,
-    /// shifting every later reply by one.
-    async fn session_setup(&self, mut conn: Conn, sql: &str) -> Result<Conn, ProbeError> {
-        match tokio::time::timeout(self.wait(self.timeout), conn.query_drop(sql)).await {
-            Ok(Ok(())) | Ok(Err(mysql_async::Error::Server(_))) => Ok(conn),
-            Ok(Err(e)) => {
-                discard(conn).await;
-                Err(classify_driver_error(&e, Step::Connect))
-            }
-            Err(_) => {
-                discard(conn).await;
-                Err(self.connect_timed_out("session setup"))
-            }
-        }
-    }
-
-    /// A driver error: server replies are kept as facts by the caller; anything else
-    /// poisons the connection.
-    async fn fail(&mut self, e: &mysql_async::Error, step: Step) -> ProbeError {
-        if e.is_fatal() {
-            self.close().await;
-        }
-        classify_driver_error(e, step)
-    }
-
-    fn connect_timed_out(&self, what: &str) -> ProbeError {
-        let why = if self.past_deadline() {
-            format!("{what}: round deadline ({:?}) reached", self.budget)
-        } else {
-            what.to_string()
-        };
-        ProbeError::new(Reason::Timeout, Step::Connect, why)
-    }
-
+    /// A statement got no reply in time: the connection is discarded, and when the
+    /// round's deadline was the limit, the round will fail naming `step`.
     async fn timed_out(&mut self, step: Step) -> ProbeError {
         if self.past_deadline() {
             self.expired.get_or_insert(step);
@@ -544,136 +337,9 @@ async fn discard(conn: Conn) {
     let _ = tokio::time::timeout(Duration::from_millis(500), conn.disconnect()).await;
 }
 
-/// A row as (column name, text value) pairs, for the decoders in `facts`.
-fn columns(row: &Row) -> Vec<(String, Option<String>)> {
-    row.columns_ref()
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.name_str().into_owned(), text(row, i)))
-        .collect()
-}
-
-fn channel_of(row: &Row) -> Channel {
-    Channel::from_row(&columns(row))
-}
-
-/// Column `idx` as text, whatever its type; `None` for NULL or a missing column.
-pub fn text(row: &Row, idx: usize) -> Option<String> {
-    match row.as_ref(idx)? {
-        Value::NULL => None,
-        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::UInt(u) => Some(u.to_string()),
-        Value::Float(f) => Some(f.to_string()),
-        Value::Double(f) => Some(f.to_string()),
-        other => Some(other.as_sql(true).trim_matches('\'').to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn codes_map_to_reasons() {
-        assert_eq!(Reason::from_code(1045), Reason::AccessDenied);
-        assert_eq!(Reason::from_code(4151), Reason::AccountLocked);
-        assert_eq!(Reason::from_code(3118), Reason::AccountLocked);
-        assert_eq!(Reason::from_code(1862), Reason::PasswordExpired);
-        assert_eq!(Reason::from_code(1129), Reason::HostBlocked);
-        assert_eq!(Reason::from_code(1040), Reason::TooManyConnections);
-        assert_eq!(Reason::from_code(3032), Reason::OfflineMode);
-        assert_eq!(Reason::from_code(1227), Reason::Privilege);
-        assert_eq!(Reason::from_code(9999), Reason::ServerError);
-        assert!(Reason::AccessDenied.is_auth());
-        assert!(!Reason::Refused.is_auth());
-    }
-
-    #[test]
-    fn classify_keeps_server_text_out_of_the_phrase() {
-        let e = mysql_async::Error::Server(mysql_async::ServerError {
-            code: 1045,
-            message: "Access denied for user 'mysqlchk'@'localhost' (using password: YES)".into(),
-            state: "28000".into(),
-        });
-        let p = classify_driver_error(&e, Step::Connect);
-        assert_eq!(p.reason, Reason::AccessDenied);
-        assert_eq!(
-            p.phrase(),
-            "access denied for the checker account (error 1045)"
-        );
-        assert!(!p.detail.contains("mysqlchk"));
-        let refused = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
-            std::io::ErrorKind::ConnectionRefused,
-        )));
-        assert_eq!(
-            classify_driver_error(&refused, Step::Connect).reason,
-            Reason::Refused
-        );
-        let reset = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
-            std::io::ErrorKind::ConnectionReset,
-        )));
-        assert_eq!(
-            classify_driver_error(&reset, Step::Query).reason,
-            Reason::Io
-        );
-        let cert = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        )));
-        assert_eq!(
-            classify_driver_error(&cert, Step::Connect).reason,
-            Reason::Tls
-        );
-    }
-
-    #[test]
-    fn classify_connect_failures() {
-        use mysql_async::{DriverError, Error, IoError};
-        let io = |k: std::io::ErrorKind| Error::Io(IoError::Io(std::io::Error::from(k)));
-        let at_connect = |e: &Error| classify_driver_error(e, Step::Connect).reason;
-        // Nobody there: refused.
-        assert_eq!(
-            at_connect(&io(std::io::ErrorKind::ConnectionRefused)),
-            Reason::Refused
-        );
-        assert_eq!(
-            at_connect(&io(std::io::ErrorKind::NotFound)),
-            Reason::Refused
-        );
-        assert_eq!(
-            at_connect(&io(std::io::ErrorKind::TimedOut)),
-            Reason::Timeout
-        );
-        // Somebody there, who closed or spoke no MySQL: io.
-        for k in [
-            std::io::ErrorKind::UnexpectedEof,
-            std::io::ErrorKind::ConnectionReset,
-            std::io::ErrorKind::BrokenPipe,
-            std::io::ErrorKind::InvalidData,
-        ] {
-            assert_eq!(at_connect(&io(k)), Reason::Io, "{k:?}");
-        }
-        for e in [
-            DriverError::ConnectionClosed,
-            DriverError::PacketOutOfOrder,
-            DriverError::UnexpectedPacket {
-                payload: vec![0xfe],
-            },
-            DriverError::CantParseServerVersion {
-                version_string: "x".into(),
-            },
-        ] {
-            assert_eq!(at_connect(&Error::Driver(e)), Reason::Io);
-        }
-        let p = classify_driver_error(&Error::Driver(DriverError::ConnectionClosed), Step::Connect);
-        assert_eq!(
-            p.phrase(),
-            "connection closed or protocol error during connect"
-        );
-        let p = classify_driver_error(&Error::Driver(DriverError::ConnectionClosed), Step::Core);
-        assert_eq!(p.phrase(), "connection lost during core facts");
-    }
 
     #[test]
     fn round_budget_leaves_room_before_staleness() {
@@ -704,13 +370,5 @@ mod tests {
             round_budget(&check(1000, 1000, 1000)),
             Duration::from_millis(1000)
         );
-    }
-
-    #[test]
-    fn reason_names_are_unique() {
-        let mut names: Vec<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), Reason::ALL.len());
     }
 }

@@ -61,6 +61,8 @@ pub(crate) struct EndpointInputs<'a> {
     pub(crate) now: Instant,
     /// Rendered `/metrics` text, produced by the caller only when asked.
     pub(crate) metrics: &'a dyn Fn() -> String,
+    /// The HAProxy pushers' state for `/status` (none in one-shot modes).
+    pub(crate) push: Option<&'a crate::push::stats::Stats>,
 }
 
 /// The answer to one parsed request, and the endpoint label for metrics.
@@ -81,7 +83,11 @@ pub(crate) fn respond(req: &Request, v: &EndpointInputs<'_>) -> (Response, &'sta
             Response::text(403, "forbidden: not in listen.admin_allow")
         }
         Endpoint::Status => no_params(&params).unwrap_or_else(|| {
-            Response::with_type(200, JSON, status::render(v.config, v.published, v.now))
+            Response::with_type(
+                200,
+                JSON,
+                status::render(v.config, v.published, v.push, v.now),
+            )
         }),
         Endpoint::Metrics => {
             no_params(&params).unwrap_or_else(|| Response::with_type(200, METRICS, (v.metrics)()))

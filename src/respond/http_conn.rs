@@ -65,6 +65,7 @@ fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, b
                 peer,
                 now,
                 metrics: &metrics,
+                push: Some(&responder.metrics.push),
             };
             let (r, label) = respond(&req, &inputs);
             if cfg.log.access_log {

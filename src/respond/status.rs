@@ -14,7 +14,12 @@ use crate::role::Role;
 use crate::snapshot::{Published, Snapshot};
 use crate::verdict::evaluate;
 
-pub fn render(config: &Config, published: &Published, now: Instant) -> String {
+pub fn render(
+    config: &Config,
+    published: &Published,
+    push: Option<&crate::push::stats::Stats>,
+    now: Instant,
+) -> String {
     let snap = published.latest();
     let roles: Map<String, Value> = Role::ALL
         .iter()
@@ -26,12 +31,15 @@ pub fn render(config: &Config, published: &Published, now: Instant) -> String {
             )
         })
         .collect();
-    let doc = json!({
+    let mut doc = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "roles": roles,
         "snapshot": snap.as_deref().map(|s| snapshot(s, now)),
         "config": summary(config),
     });
+    if let Some(p) = push.filter(|_| !config.haproxy.is_empty()) {
+        doc["haproxy"] = crate::push::status(p, now);
+    }
     let mut out = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
     out.push('\n');
     out

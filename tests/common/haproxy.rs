@@ -132,6 +132,48 @@ impl Haproxy {
         )
     }
 
+    /// Stops this HAProxy (SIGKILL): its admin socket stops answering.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            process::kill_and_reap(&mut child);
+        }
+    }
+
+    /// Starts a new `haproxy -db` process on the same config and admin socket (after
+    /// [`Haproxy::stop`], or killing the running one first) and waits until it answers:
+    /// a new process, as after a reload, with none of the old one's runtime state.
+    pub fn restart(&mut self) {
+        self.stop();
+        let _ = fs::remove_file(self.admin_socket());
+        let log = |name: &str| {
+            fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(self.dir.path().join(name))
+                .expect("haproxy log")
+        };
+        let mut cmd = Command::new("haproxy");
+        cmd.arg("-db")
+            .arg("-f")
+            .arg(self.config_path())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log("stdout.log"))
+            .stderr(log("stderr.log"));
+        self.child = Some(
+            process::spawn_guarded(cmd).unwrap_or_else(|e| panic!("cannot spawn haproxy: {e}")),
+        );
+        let start = Instant::now();
+        while self.try_admin("show info").is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "haproxy admin socket not answering after a restart:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child
             .as_ref()
