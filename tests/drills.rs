@@ -1133,11 +1133,27 @@ fn drill_3_replication_lag() {
     let back = up_at.saturating_duration_since(caught_at);
     // Back from lag, its agent weight ramps from min_weight over agent.ramp
     // (README, "Verdict policy"), counted from mysqlchk's own return.
-    let full_again = wait_until(
-        RAMP + AGENT_INTER + SLACK,
-        "db3's full weight back after the ramp",
-        || field(&stats(&sock), "mysql-read", "db3", "weight") == full_weight,
-    );
+    let full_again = {
+        let start = Instant::now();
+        loop {
+            let w = field(&stats(&sock), "mysql-read", "db3", "weight");
+            if w == full_weight {
+                break start.elapsed();
+            }
+            if start.elapsed() > RAMP + AGENT_INTER + SLACK {
+                // Say why: a ramp restarted by another return shows in the log.
+                let log = db3.chk.log();
+                let changes: Vec<&str> = log.lines().filter(|l| l.contains("replica ")).collect();
+                panic!(
+                    "db3's weight {w} not back to {full_weight} {:?} after UP; agent says {:?},                      lag {:?}; mysqlchk's replica changes: {changes:#?}",
+                    start.elapsed(),
+                    agent_answer(db3.agent),
+                    db3.lag()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    };
     let in_rotation = reads.wait_for_value(
         up_at,
         u32::from(db3.port()),
