@@ -92,6 +92,10 @@ pub struct HaproxyArgs {
     /// Also add a stats page bound to this ADDR:PORT
     #[arg(long, value_name = "ADDR:PORT")]
     pub stats: Option<String>,
+    /// Also print, commented out, the [[haproxy]] table for mysqlchk.toml that pushes
+    /// verdicts to this HAProxy's admin socket
+    #[arg(long)]
+    pub push: bool,
 }
 
 /// `--topology`: the cluster the generated haproxy.cfg fronts. The variants carry no
