@@ -15,6 +15,8 @@
 //! - `push`: verdict changes told to HAProxy through its runtime API;
 //! - `metrics`: the Prometheus exposition and its fixed label sets;
 //! - `checker`: probe → snapshot every interval, logging transitions;
+//! - `fleet`: the targets of fleet mode, their snapshot cells, and which target a request
+//!   names;
 //! - `respond`: the HTTP and agent-check responders (accept, endpoints, agent, status);
 //! - `daemon`: `serve` wired together (listeners, reload, hand-over, systemd);
 //! - `cli`: the commands (`serve`, `check`, `validate`, `maintenance`, `inetd`,
@@ -37,6 +39,7 @@ mod verdict;
 mod push;
 mod metrics;
 mod checker;
+mod fleet;
 pub mod respond;
 mod daemon;
 pub mod cli;

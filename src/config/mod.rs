@@ -36,6 +36,8 @@ mod reader;
 mod render;
 pub(crate) mod secret;
 mod sections;
+pub(crate) mod target_name;
+mod targets;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +45,7 @@ pub(crate) use duration::{fmt_duration, parse_duration};
 pub(crate) use haproxy::{Haproxy, HaproxySocket};
 use render::Shown;
 use secret::Secret;
+pub(crate) use targets::TargetEntry;
 
 pub(crate) const DEFAULT_PATH: &str = "/etc/mysqlchk/mysqlchk.toml";
 pub(crate) const ENV_CONFIG: &str = "MYSQLCHK_CONFIG";
@@ -94,6 +97,8 @@ pub(crate) struct Config {
     pub(crate) log: Log,
     /// `[[haproxy]]`: runtime sockets to push verdict changes to.
     pub(crate) haproxy: Vec<Haproxy>,
+    /// `[[target]]` entries (fleet mode); none for a single-server agent.
+    pub(crate) targets: Vec<TargetEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -481,6 +486,19 @@ pub fn from_str(
 ) -> Result<Loaded, ConfigErrors> {
     let mut r = reader::Reader::new(text, source, env)?;
     r.unknown_keys();
-    let config = r.build();
+    let mut config = r.build();
+    if r.errors.is_empty() {
+        let (targets, errors) = targets::read(r.table(), source, env, &config);
+        config.targets = targets;
+        r.errors.extend(errors);
+    }
+    if !config.targets.is_empty() && !config.haproxy.is_empty() {
+        // Pushing is per server today: which target's verdicts would go to which
+        // server line is not decided yet (README, "Fleet mode").
+        r.errors.push(format!(
+            "{source}: [[haproxy]] pushes a single server's verdicts and cannot be combined \
+             with [[target]] yet: use HAProxy's checks (haproxy-config --fleet)"
+        ));
+    }
     r.finish(config)
 }

@@ -3,7 +3,8 @@
 //! Invariants: every key of the schema's tables is printed in table order (or, for
 //! alternatives such as `host`/`socket`, the one in effect), so the output can never
 //! forget a key; the output read back by `from_str` gives the same settings (a unit
-//! test holds this); a secret prints as `"***"`.
+//! test holds this); a secret prints as `"***"`; a `[[target]]` prints the keys where
+//! it differs from the defaults.
 
 use std::fmt::Display;
 use std::net::SocketAddr;
@@ -42,6 +43,21 @@ impl Config {
             }
         }
         out += &super::haproxy::render(&self.haproxy);
+        // Each `[[target]]` with the keys where it differs from the defaults above.
+        for t in &self.targets {
+            let eff = self.for_target(t);
+            out += &format!("\n[[target]]\nname = {:?}\n", t.name);
+            let sections = SECTIONS
+                .iter()
+                .filter(|(s, _)| matches!(*s, "mysql" | "check"));
+            for key in sections.flat_map(|(_, keys)| keys.iter()) {
+                if let (Shown::Value(v), mine) = ((key.show)(&eff), (key.show)(self)) {
+                    if !matches!(mine, Shown::Value(ref d) if *d == v) {
+                        out += &format!("{} = {v}\n", key.name);
+                    }
+                }
+            }
+        }
         out
     }
 }

@@ -43,6 +43,7 @@ impl Reader<'_> {
             agent,
             log,
             haproxy,
+            targets: Vec::new(),
         }
     }
 

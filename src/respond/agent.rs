@@ -9,6 +9,7 @@
 //! Until the first round has completed the reply is `#starting`, a line without a state
 //! word: HAProxy applies an agent `down` at once (no `fall`), so a restart must leave
 //! the server's state as it was rather than pull it from the pool.
+//! In fleet mode the first word names the target: `agent-send "db1/replica\n"`.
 //! Invariants: the reply is one line of printable ASCII; reasons are our own phrases.
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{parse_duration, Agent, AgentMaintenance, Config};
+use crate::fleet::{route, Fleet};
 use crate::respond::accept::{accept_loop, FirstLook, Responder};
 use crate::role::Role;
 use crate::verdict::{evaluate, State, Verdict};
@@ -115,22 +117,25 @@ fn clean_reason(s: &str) -> String {
 }
 
 /// The full answer to one agent connection, given what HAProxy sent (maybe nothing).
-pub fn answer(
-    sent: &str,
-    config: &Config,
-    published: &crate::snapshot::Published,
-    now: Instant,
-) -> String {
-    let ask = match parse_ask(sent, config.agent.default_role) {
+/// In fleet mode the first word names the target (`db1/replica`); a line that names
+/// none (with several targets) or an unknown one is refused like a bad role.
+pub(crate) fn answer(sent: &str, config: &Config, fleet: &Fleet, now: Instant) -> String {
+    let target = route::agent(fleet, sent).and_then(|(t, rest)| Ok((route::pick(fleet, t)?, rest)));
+    let (target, rest) = match target {
+        Ok(x) => x,
+        Err(e) => return format!("down #{}\n", clean_reason(&e)),
+    };
+    let ask = match parse_ask(&rest, config.agent.default_role) {
         Ok(a) => a,
         Err(e) => return format!("down #{e}\n"),
     };
-    let snap = published.latest();
-    let v = evaluate(snap.as_deref(), now, &config.check, ask.role, ask.max_lag);
+    let check = &target.config.check;
+    let snap = target.published.latest();
+    let v = evaluate(snap.as_deref(), now, check, ask.role, ask.max_lag);
     line(
         &v,
         &config.agent,
-        ask.max_lag.unwrap_or(config.check.max_replication_lag),
+        ask.max_lag.unwrap_or(check.max_replication_lag),
     )
 }
 
@@ -166,7 +171,8 @@ async fn handle(mut stream: TcpStream, responder: &Responder) {
     let text = String::from_utf8_lossy(&buf);
     let first = text.lines().next().unwrap_or("");
     let cfg = responder.config.load_full();
-    let reply = answer(first, &cfg, &responder.published, Instant::now());
+    let fleet = responder.fleet.load();
+    let reply = answer(first, &cfg, &fleet, Instant::now());
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(reply.as_bytes())).await;
     let _ = stream.shutdown().await;
 }
