@@ -10,11 +10,15 @@
 //! - `facts`: what a round learned, and why a round or step failed (`Reason`, ...);
 //! - `probe`: one MySQL connection and the round that reads facts over it;
 //! - `maintenance`: the operator's maintenance flag file;
+//! - `policy`: the memory across rounds that keeps verdicts from flapping (median
+//!   lag, lag hysteresis, full-server grace, weight ramp), pure state machines;
 //! - `snapshot`: the immutable result of a round, published for the responders;
 //! - `verdict`: the one pure judgement every responder and command shares;
 //! - `push`: verdict changes told to HAProxy through its runtime API;
 //! - `metrics`: the Prometheus exposition and its fixed label sets;
 //! - `checker`: probe → snapshot every interval, logging transitions;
+//! - `fleet`: the targets of fleet mode, their snapshot cells, and which target a request
+//!   names;
 //! - `respond`: the HTTP and agent-check responders (accept, endpoints, agent, status);
 //! - `daemon`: `serve` wired together (listeners, reload, hand-over, systemd);
 //! - `cli`: the commands (`serve`, `check`, `validate`, `maintenance`, `inetd`,
@@ -32,11 +36,13 @@ pub mod config;
 pub mod facts;
 mod probe;
 mod maintenance;
+mod policy;
 mod snapshot;
 mod verdict;
 mod push;
 mod metrics;
 mod checker;
+mod fleet;
 pub mod respond;
 mod daemon;
 pub mod cli;

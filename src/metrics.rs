@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::config::Config;
+use crate::config::Check;
 use crate::facts::Reason;
 use crate::role::Role;
 use crate::snapshot::Published;
@@ -43,9 +43,14 @@ pub struct Metrics {
     /// Cumulative counts per bucket (index = bucket; last = +Inf).
     round_buckets: Vec<AtomicU64>,
     round_sum_us: AtomicU64,
+    /// `[role][state]` in `Role::ALL` × [`TRANSITION_STATES`] order.
+    transitions: Vec<Vec<AtomicU64>>,
     /// What the HAProxy pushers record (`[[haproxy]]`).
     pub push: std::sync::Arc<crate::push::stats::Stats>,
 }
+
+/// The states a verdict can change to, as `to` label values.
+const TRANSITION_STATES: &[State] = &[State::Up, State::Maintenance, State::Down, State::Starting];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -66,6 +71,15 @@ impl Metrics {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             round_sum_us: AtomicU64::new(0),
+            transitions: Role::ALL
+                .iter()
+                .map(|_| {
+                    TRANSITION_STATES
+                        .iter()
+                        .map(|_| AtomicU64::new(0))
+                        .collect()
+                })
+                .collect(),
             push: Default::default(),
         }
     }
@@ -96,6 +110,18 @@ impl Metrics {
         }
     }
 
+    /// The checker saw `role`'s verdict change to `to`.
+    pub fn transition(&self, role: Role, to: State) {
+        let r = Role::ALL.iter().position(|&x| x == role);
+        let s = TRANSITION_STATES.iter().position(|&x| x == to);
+        if let Some(c) = r
+            .zip(s)
+            .and_then(|(r, s)| self.transitions.get(r).and_then(|row| row.get(s)))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn refused_peer(&self) {
         self.refused_peers.fetch_add(1, Ordering::Relaxed);
     }
@@ -106,124 +132,75 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self, config: &Config, published: &Published, now: Instant) -> String {
-        let mut o = String::with_capacity(4096);
-        let snap = published.latest();
-        head(&mut o, "mysqlchk_build_info", "gauge", "Build information.");
-        let _ = writeln!(
-            o,
-            "mysqlchk_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
+    /// The exposition of `targets` (name, settings, snapshot cell). Per-target series
+    /// carry `target="<name>"` when a name is given (fleet mode) and no such label
+    /// otherwise, so a single-server agent's exposition is as it always was; counters
+    /// (requests, refusals, probe errors, round durations) are the process's.
+    /// `push`: `[[haproxy]]` is configured (its series are added only then, so a plain
+    /// setup's exposition does not grow).
+    pub(crate) fn render(&self, targets: &[MetricTarget<'_>], push: bool, now: Instant) -> String {
+        let mut o = Families::default();
+        o.add(
+            "mysqlchk_build_info",
+            "gauge",
+            "Build information.",
+            format!(
+                "mysqlchk_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
         );
-        let mut up = String::new();
-        let mut states = String::new();
-        for &r in Role::ALL {
-            let v = evaluate(snap.as_deref(), now, &config.check, r, None);
-            let _ = writeln!(
-                up,
-                "mysqlchk_role_up{{role=\"{}\"}} {}",
-                r.name(),
-                u8::from(v.state == State::Up)
-            );
-            for s in [State::Up, State::Maintenance, State::Down, State::Starting] {
-                let _ = writeln!(
-                    states,
-                    "mysqlchk_role_state{{role=\"{}\",state=\"{}\"}} {}",
-                    r.name(),
-                    s.as_str(),
-                    u8::from(v.state == s)
-                );
-            }
+        for (i, &(name, check, published)) in targets.iter().enumerate() {
+            let tl = name
+                .map(|n| format!("target=\"{}\"", label(n)))
+                .unwrap_or_default();
+            self.target_series(&mut o, &tl, check, published, now, i == 0);
         }
-        head(
-            &mut o,
-            "mysqlchk_role_up",
-            "gauge",
-            "1 when the role's check answers up (200), else 0.",
-        );
-        o.push_str(&up);
-        head(
-            &mut o,
-            "mysqlchk_role_state",
-            "gauge",
-            "1 for the role's current state (up, maintenance, down, starting).",
-        );
-        o.push_str(&states);
-        head(
-            &mut o,
-            "mysqlchk_snapshot_age_seconds",
-            "gauge",
-            "Seconds since the latest probe round finished (-1 before the first).",
-        );
-        let age = snap
-            .as_deref()
-            .map(|s| now.saturating_duration_since(s.taken).as_secs_f64())
-            .unwrap_or(-1.0);
-        let _ = writeln!(o, "mysqlchk_snapshot_age_seconds {age}");
-        head(
-            &mut o,
-            "mysqlchk_round_duration_seconds_last",
-            "gauge",
-            "Duration of the latest probe round.",
-        );
-        let dur = snap
-            .as_deref()
-            .map(|s| s.duration.as_secs_f64())
-            .unwrap_or(0.0);
-        let _ = writeln!(o, "mysqlchk_round_duration_seconds_last {dur}");
-        head(
-            &mut o,
-            "mysqlchk_round_duration_seconds",
-            "histogram",
-            "Duration of probe rounds.",
-        );
-        let mut cumulative = 0;
-        for (i, c) in self.round_buckets.iter().enumerate() {
-            cumulative += c.load(Ordering::Relaxed);
-            let le = ROUND_BUCKETS
-                .get(i)
-                .map(|b| b.to_string())
-                .unwrap_or_else(|| "+Inf".into());
-            let _ = writeln!(
-                o,
-                "mysqlchk_round_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(
-            o,
-            "mysqlchk_round_duration_seconds_sum {}\nmysqlchk_round_duration_seconds_count {cumulative}",
-            self.round_sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        if let Some(f) = snap.as_deref().and_then(|s| s.outcome.as_ref().ok()) {
-            facts_series(&mut o, f);
-        }
-        head(
-            &mut o,
-            "mysqlchk_maintenance",
-            "gauge",
-            "1 while the maintenance flag is set.",
-        );
-        let m = snap.as_deref().is_some_and(|s| s.maintenance.is_some());
-        let _ = writeln!(o, "mysqlchk_maintenance {}", u8::from(m));
-        head(
-            &mut o,
+        o.add(
             "mysqlchk_probe_errors_total",
             "counter",
             "Probe errors by reason: failed rounds, failed optional steps, check-query error replies.",
+            String::new(),
         );
         for (i, r) in Reason::ALL.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "mysqlchk_probe_errors_total{{reason=\"{}\"}} {}",
-                r.as_str(),
-                self.probe_errors[i].load(Ordering::Relaxed)
+            o.add(
+                "mysqlchk_probe_errors_total",
+                "",
+                "",
+                format!(
+                    "mysqlchk_probe_errors_total{{reason=\"{}\"}} {}",
+                    r.as_str(),
+                    self.probe_errors[i].load(Ordering::Relaxed)
+                ),
             );
         }
-        head(
-            &mut o,
+        // Process-wide: in fleet mode the sum over targets (a `target` label comes with
+        // the fleet-wide rules).
+        o.add(
+            "mysqlchk_transitions_total",
+            "counter",
+            "Verdict changes seen by the checker, by role and the state changed to.",
+            String::new(),
+        );
+        for (i, r) in Role::ALL.iter().enumerate() {
+            for (j, s) in TRANSITION_STATES.iter().enumerate() {
+                o.add(
+                    "mysqlchk_transitions_total",
+                    "",
+                    "",
+                    format!(
+                        "mysqlchk_transitions_total{{role=\"{}\",to=\"{}\"}} {}",
+                        r.name(),
+                        s.as_str(),
+                        self.transitions[i][j].load(Ordering::Relaxed)
+                    ),
+                );
+            }
+        }
+        o.add(
             "mysqlchk_http_requests_total",
             "counter",
             "HTTP requests answered, by endpoint and status.",
+            String::new(),
         );
         for (e, label) in ENDPOINT_LABELS.iter().enumerate() {
             for (s, c) in self.requests[e].iter().enumerate() {
@@ -235,129 +212,306 @@ impl Metrics {
                     .get(s)
                     .map(|x| x.to_string())
                     .unwrap_or_else(|| "other".into());
-                let _ = writeln!(
-                    o,
-                    "mysqlchk_http_requests_total{{endpoint=\"{label}\",status=\"{status}\"}} {n}"
+                o.add(
+                    "mysqlchk_http_requests_total",
+                    "",
+                    "",
+                    format!(
+                        "mysqlchk_http_requests_total{{endpoint=\"{label}\",status=\"{status}\"}} {n}"
+                    ),
                 );
             }
         }
-        head(
-            &mut o,
+        o.add(
             "mysqlchk_refused_connections_total",
             "counter",
             "Connections closed because the peer is not allowed or a limit was reached.",
+            format!(
+                "mysqlchk_refused_connections_total {}",
+                self.refused_peers.load(Ordering::Relaxed)
+            ),
         );
-        let _ = writeln!(
-            o,
-            "mysqlchk_refused_connections_total {}",
-            self.refused_peers.load(Ordering::Relaxed)
-        );
-        // Only when configured, so a plain setup's exposition does not grow.
-        if !config.haproxy.is_empty() {
+        let mut o = o.finish();
+        if push {
             self.push.render(&mut o);
+        }
+        o
+    }
+
+    /// One target's series (`tl` is its `target="..."` label, or empty); the process's
+    /// round histogram goes where it always stood, with the first target.
+    fn target_series(
+        &self,
+        o: &mut Families,
+        tl: &str,
+        check: &Check,
+        published: &Published,
+        now: Instant,
+        first: bool,
+    ) {
+        let snap = published.latest();
+        o.add(
+            "mysqlchk_role_up",
+            "gauge",
+            "1 when the role's check answers up (200), else 0.",
+            String::new(),
+        );
+        o.add(
+            "mysqlchk_role_state",
+            "gauge",
+            "1 for the role's current state (up, maintenance, down, starting).",
+            String::new(),
+        );
+        for &r in Role::ALL {
+            let v = evaluate(snap.as_deref(), now, check, r, None);
+            o.add(
+                "mysqlchk_role_up",
+                "",
+                "",
+                format!(
+                    "mysqlchk_role_up{} {}",
+                    labels(tl, &format!("role=\"{}\"", r.name())),
+                    u8::from(v.state == State::Up)
+                ),
+            );
+            for s in [State::Up, State::Maintenance, State::Down, State::Starting] {
+                o.add(
+                    "mysqlchk_role_state",
+                    "",
+                    "",
+                    format!(
+                        "mysqlchk_role_state{} {}",
+                        labels(
+                            tl,
+                            &format!("role=\"{}\",state=\"{}\"", r.name(), s.as_str())
+                        ),
+                        u8::from(v.state == s)
+                    ),
+                );
+            }
+        }
+        let age = snap
+            .as_deref()
+            .map(|s| now.saturating_duration_since(s.taken).as_secs_f64())
+            .unwrap_or(-1.0);
+        o.add(
+            "mysqlchk_snapshot_age_seconds",
+            "gauge",
+            "Seconds since the latest probe round finished (-1 before the first).",
+            format!("mysqlchk_snapshot_age_seconds{} {age}", labels(tl, "")),
+        );
+        let dur = snap
+            .as_deref()
+            .map(|s| s.duration.as_secs_f64())
+            .unwrap_or(0.0);
+        o.add(
+            "mysqlchk_round_duration_seconds_last",
+            "gauge",
+            "Duration of the latest probe round.",
+            format!(
+                "mysqlchk_round_duration_seconds_last{} {dur}",
+                labels(tl, "")
+            ),
+        );
+        if first {
+            self.round_histogram(o);
+        }
+        if let Some(f) = snap.as_deref().and_then(|s| s.outcome.as_ref().ok()) {
+            facts_series(o, tl, f);
+        }
+        let m = snap.as_deref().is_some_and(|s| s.maintenance.is_some());
+        o.add(
+            "mysqlchk_maintenance",
+            "gauge",
+            "1 while the maintenance flag is set.",
+            format!("mysqlchk_maintenance{} {}", labels(tl, ""), u8::from(m)),
+        );
+    }
+
+    fn round_histogram(&self, o: &mut Families) {
+        const NAME: &str = "mysqlchk_round_duration_seconds";
+        o.add(
+            NAME,
+            "histogram",
+            "Duration of probe rounds.",
+            String::new(),
+        );
+        let mut cumulative = 0;
+        for (i, c) in self.round_buckets.iter().enumerate() {
+            cumulative += c.load(Ordering::Relaxed);
+            let le = ROUND_BUCKETS
+                .get(i)
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "+Inf".into());
+            o.add(
+                NAME,
+                "",
+                "",
+                format!("mysqlchk_round_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"),
+            );
+        }
+        o.add(
+            NAME,
+            "",
+            "",
+            format!(
+                "mysqlchk_round_duration_seconds_sum {}\nmysqlchk_round_duration_seconds_count {cumulative}",
+                self.round_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+            ),
+        );
+    }
+}
+
+/// One target as the exposition sees it: its name (fleet mode only), settings and
+/// snapshot cell.
+pub(crate) type MetricTarget<'a> = (Option<&'a str>, &'a Check, &'a Published);
+
+/// Series grouped by family in first-seen order, so one `# HELP`/`# TYPE` heads all of
+/// a family's series whichever target they come from.
+#[derive(Default)]
+struct Families {
+    list: Vec<(&'static str, String)>,
+}
+
+impl Families {
+    /// Add `line` (if not empty) to family `name`, declaring the family (with `kind` and
+    /// `help`) the first time it is seen.
+    fn add(&mut self, name: &'static str, kind: &str, help: &str, line: String) {
+        let i = match self.list.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                let mut body = String::new();
+                head(&mut body, name, kind, help);
+                self.list.push((name, body));
+                self.list.len() - 1
+            }
+        };
+        if !line.is_empty() {
+            let body = &mut self.list[i].1;
+            body.push_str(&line);
+            body.push('\n');
+        }
+    }
+
+    fn finish(self) -> String {
+        let mut o = String::with_capacity(4096);
+        for (_, body) in self.list {
+            o.push_str(&body);
         }
         o
     }
 }
 
+/// `{a,b}` from a target label and other labels, either maybe empty; nothing if both are.
+fn labels(target: &str, rest: &str) -> String {
+    match (target.is_empty(), rest.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => format!("{{{target}}}"),
+        (true, false) => format!("{{{rest}}}"),
+        (false, false) => format!("{{{target},{rest}}}"),
+    }
+}
+
 /// Gauges read from the latest facts; absent when the server has no such fact.
-fn facts_series(o: &mut String, f: &crate::facts::Facts) {
+fn facts_series(o: &mut Families, tl: &str, f: &crate::facts::Facts) {
     use crate::facts::OptionalFact;
     let num = |v: Option<&str>| v.and_then(|v| v.trim().parse::<f64>().ok());
+    let l = labels(tl, "");
     if let OptionalFact::Known(channels) = &f.channels {
-        head(
-            o,
+        o.add(
             "mysqlchk_replication_lag_seconds",
             "gauge",
             "Seconds behind the source per replication channel (NaN when NULL).",
+            String::new(),
         );
         for c in channels.iter().take(MAX_CHANNELS) {
             let lag = c.lag.map(|l| l.to_string()).unwrap_or_else(|| "NaN".into());
-            let _ = writeln!(
-                o,
-                "mysqlchk_replication_lag_seconds{{channel=\"{}\"}} {lag}",
-                label(&c.name)
+            o.add(
+                "mysqlchk_replication_lag_seconds",
+                "",
+                "",
+                format!(
+                    "mysqlchk_replication_lag_seconds{} {lag}",
+                    labels(tl, &format!("channel=\"{}\"", label(&c.name)))
+                ),
             );
         }
-        head(
-            o,
+        o.add(
             "mysqlchk_replication_running",
             "gauge",
             "1 when both threads of the channel run.",
+            String::new(),
         );
         for c in channels.iter().take(MAX_CHANNELS) {
-            let _ = writeln!(
-                o,
-                "mysqlchk_replication_running{{channel=\"{}\"}} {}",
-                label(&c.name),
-                u8::from(c.io_running() && c.sql_running())
+            o.add(
+                "mysqlchk_replication_running",
+                "",
+                "",
+                format!(
+                    "mysqlchk_replication_running{} {}",
+                    labels(tl, &format!("channel=\"{}\"", label(&c.name))),
+                    u8::from(c.io_running() && c.sql_running())
+                ),
             );
         }
     }
     if let Some(n) = num(f.status_var("threads_connected")) {
-        head(
-            o,
+        o.add(
             "mysqlchk_mysql_threads_connected",
             "gauge",
             "Threads_connected of the server.",
+            format!("mysqlchk_mysql_threads_connected{l} {n}"),
         );
-        let _ = writeln!(o, "mysqlchk_mysql_threads_connected {n}");
     }
     if let Some(n) = num(f.var("max_connections")) {
-        head(
-            o,
+        o.add(
             "mysqlchk_mysql_max_connections",
             "gauge",
             "max_connections of the server.",
+            format!("mysqlchk_mysql_max_connections{l} {n}"),
         );
-        let _ = writeln!(o, "mysqlchk_mysql_max_connections {n}");
     }
     if f.galera() {
         if let Some(n) = num(f.status_var("wsrep_local_state")) {
-            head(
-                o,
+            o.add(
                 "mysqlchk_galera_local_state",
                 "gauge",
                 "wsrep_local_state (4 Synced, 2 Donor/Desynced, 1 Joining, 3 Joined).",
+                format!("mysqlchk_galera_local_state{l} {n}"),
             );
-            let _ = writeln!(o, "mysqlchk_galera_local_state {n}");
         }
         if let Some(n) = num(f.status_var("wsrep_cluster_size")) {
-            head(
-                o,
+            o.add(
                 "mysqlchk_galera_cluster_size",
                 "gauge",
                 "wsrep_cluster_size.",
+                format!("mysqlchk_galera_cluster_size{l} {n}"),
             );
-            let _ = writeln!(o, "mysqlchk_galera_cluster_size {n}");
         }
         let primary = f
             .status_var("wsrep_cluster_status")
             .is_some_and(|v| v.eq_ignore_ascii_case("primary"));
-        head(
-            o,
+        o.add(
             "mysqlchk_galera_cluster_primary",
             "gauge",
             "1 when this node is in the Primary component.",
+            format!("mysqlchk_galera_cluster_primary{l} {}", u8::from(primary)),
         );
-        let _ = writeln!(o, "mysqlchk_galera_cluster_primary {}", u8::from(primary));
     }
     if let OptionalFact::Known(g) = &f.group {
-        head(
-            o,
+        let online = g.members.iter().filter(|m| m.state == "ONLINE").count();
+        o.add(
             "mysqlchk_group_members_online",
             "gauge",
             "Group Replication members this server sees ONLINE.",
+            format!("mysqlchk_group_members_online{l} {online}"),
         );
-        let online = g.members.iter().filter(|m| m.state == "ONLINE").count();
-        let _ = writeln!(o, "mysqlchk_group_members_online {online}");
-        head(
-            o,
+        o.add(
             "mysqlchk_group_members",
             "gauge",
             "Group Replication members this server sees.",
+            format!("mysqlchk_group_members{l} {}", g.members.len()),
         );
-        let _ = writeln!(o, "mysqlchk_group_members {}", g.members.len());
     }
 }
 
@@ -383,6 +537,7 @@ fn head(o: &mut String, name: &str, kind: &str, help: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::facts::{Channel, Facts, OptionalFact};
     use crate::snapshot::Snapshot;
     use std::time::{Duration, SystemTime};
@@ -401,6 +556,7 @@ mod tests {
         m.round(Duration::from_millis(3));
         m.round(Duration::from_secs(9));
         m.probe_error(Reason::Timeout);
+        m.transition(Role::Replica, State::Down);
         let published = Published::new();
         let mut f = Facts::from_variables(
             [("read_only", "OFF"), ("max_connections", "151")]
@@ -422,8 +578,10 @@ mod tests {
             duration: Duration::from_millis(2),
             outcome: Ok(f),
             maintenance: None,
+            policy: Default::default(),
         });
-        let text = m.render(&config(), &published, Instant::now());
+        let cfg = config();
+        let text = m.render(&[(None, &cfg.check, &published)], false, Instant::now());
         // Every family declared once, samples right after their own header.
         let mut seen = std::collections::HashSet::new();
         let mut current = String::new();
@@ -448,5 +606,9 @@ mod tests {
         assert!(text.contains("mysqlchk_probe_errors_total{reason=\"timeout\"} 1"));
         assert!(text.contains("mysqlchk_replication_lag_seconds{channel=\"a\\\"b\\\\c\\nd\"} NaN"));
         assert!(text.contains("mysqlchk_mysql_max_connections 151"));
+        // A fixed label set: every role and state, changed or not.
+        assert!(text.contains("mysqlchk_transitions_total{role=\"replica\",to=\"down\"} 1"));
+        assert!(text.contains("mysqlchk_transitions_total{role=\"health\",to=\"up\"} 0"));
+        assert_eq!(text.matches("mysqlchk_transitions_total{").count(), 16);
     }
 }

@@ -39,6 +39,9 @@ pub enum Command {
         /// Replication lag bound for replica / read-only (e.g. 10s, 1m)
         #[arg(long = "max-lag", value_name = "DURATION")]
         max_lag: Option<String>,
+        /// Which [[target]] to check (fleet mode; needed with more than one)
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
     },
     /// Answer one HTTP request on stdin/stdout (xinetd, systemd Accept=yes)
     Inetd,
@@ -48,6 +51,9 @@ pub enum Command {
     Maintenance {
         #[command(subcommand)]
         action: MaintenanceAction,
+        /// Which [[target]]'s flag (fleet mode; needed with more than one)
+        #[arg(long, value_name = "NAME", global = true)]
+        target: Option<String>,
     },
     /// Print a haproxy.cfg for servers that each run mysqlchk
     HaproxyConfig(HaproxyArgs),
@@ -92,6 +98,17 @@ pub struct HaproxyArgs {
     /// Also add a stats page bound to this ADDR:PORT
     #[arg(long, value_name = "ADDR:PORT")]
     pub stats: Option<String>,
+    /// Send every server's HTTP check to one fleet checker at ADDR:PORT (with
+    /// http-check send-state) instead of a mysqlchk on each server
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub fleet: Option<String>,
+    /// The fleet checker's agent port: agent-checks through it (agent-send "<name>/<role>")
+    #[arg(long, value_name = "ADDR:PORT", requires = "fleet")]
+    pub fleet_agent: Option<String>,
+    /// Also print, commented out, the [[haproxy]] table for mysqlchk.toml that pushes
+    /// verdicts to this HAProxy's admin socket
+    #[arg(long, conflicts_with = "fleet")]
+    pub push: bool,
 }
 
 /// `--topology`: the cluster the generated haproxy.cfg fronts. The variants carry no

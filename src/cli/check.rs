@@ -19,11 +19,24 @@ pub const WARNING: i32 = 1;
 pub const CRITICAL: i32 = 2;
 pub const UNKNOWN: i32 = 3;
 
-pub(super) fn run(cli: Option<&Path>, role: &str, max_lag: Option<&str>) -> i32 {
+pub(super) fn run(
+    cli: Option<&Path>,
+    role: &str,
+    max_lag: Option<&str>,
+    target: Option<&str>,
+) -> i32 {
     let cfg = match super::load_or_print_errors(cli) {
         Ok(loaded) => loaded.config,
         Err(first) => {
             println!("MYSQLCHK UNKNOWN - invalid configuration: {first}");
+            return UNKNOWN;
+        }
+    };
+    // Fleet mode: the named target's settings (the only one's when there is one).
+    let cfg = match cfg.select_target(target) {
+        Ok((c, _)) => c,
+        Err(e) => {
+            println!("MYSQLCHK UNKNOWN - {e}");
             return UNKNOWN;
         }
     };

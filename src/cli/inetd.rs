@@ -9,11 +9,13 @@
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
 use crate::config::{self, Config};
+use crate::fleet::{Fleet, Target};
 use crate::metrics::Metrics;
 use crate::respond::access::allowed;
 use crate::respond::endpoints::{respond, EndpointInputs};
@@ -32,7 +34,16 @@ pub fn run(cli_path: Option<&Path>) -> i32 {
     let env = config::process_env();
     let (path, explicit) = config::config_path(cli_path, &env);
     let reply = match config::load(&path, explicit, &env) {
-        Ok(loaded) => exchange(&loaded.config),
+        // Fleet mode: inetd answers for a single server, the only [[target]] if there
+        // is one; several need `serve` (which can tell them apart).
+        Ok(loaded) => match loaded.config.select_target(None) {
+            Ok((cfg, _)) => exchange(&cfg),
+            Err(_) => Response::text(
+                503,
+                "health: down - inetd serves one server; with several [[target]] run mysqlchk serve",
+            )
+            .render(0, false),
+        },
         Err(_) => Response::text(
             503,
             "health: down - mysqlchk configuration invalid (run mysqlchk validate)",
@@ -108,7 +119,7 @@ fn exchange(cfg: &Config) -> Vec<u8> {
             Err(resp) => return resp.render(1, false),
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        let published = Published::new();
+        let published = Arc::new(Published::new());
         match tokio::time::timeout(left, crate::checker::direct_round(cfg)).await {
             Ok(snap) => published.publish(snap),
             Err(_) => {
@@ -117,10 +128,15 @@ fn exchange(cfg: &Config) -> Vec<u8> {
         }
         let metrics = Metrics::new();
         let now = Instant::now();
-        let render = || metrics.render(cfg, &published, now);
+        let render = || metrics.render(&[(None, &cfg.check, &published)], false, now);
+        let fleet = Fleet::single(Arc::new(Target {
+            name: String::new(),
+            config: Arc::new(cfg.clone()),
+            published: published.clone(),
+        }));
         let inputs = EndpointInputs {
             config: cfg,
-            published: &published,
+            fleet: &fleet,
             peer: peer.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             now,
             metrics: &render,
@@ -157,6 +173,7 @@ async fn read_request(limit: Duration) -> Result<Request, Response> {
                     minor: 0,
                     head_len: 0,
                     has_body: false,
+                    server_state: None,
                 });
             }
             return Err(Response::text(400, "incomplete request"));

@@ -16,9 +16,18 @@ use super::args::MaintenanceAction;
 use crate::config::Config;
 use crate::maintenance;
 
-pub(super) fn run(cli: Option<&Path>, action: MaintenanceAction) -> i32 {
+pub(super) fn run(cli: Option<&Path>, action: MaintenanceAction, target: Option<&str>) -> i32 {
     let Ok(super::Loaded { config: cfg, .. }) = super::load_or_print_errors(cli) else {
         return 3;
+    };
+    // Fleet mode: the named target's flag file, and its path prefix when confirming.
+    let (cfg, path) = match cfg.select_target(target) {
+        Ok((c, Some(name))) => (c, format!("/{name}")),
+        Ok((c, None)) => (c, "/".to_string()),
+        Err(e) => {
+            eprintln!("mysqlchk: {e}");
+            return 3;
+        }
     };
     let file = &cfg.check.maintenance_file;
     match action {
@@ -35,7 +44,7 @@ pub(super) fn run(cli: Option<&Path>, action: MaintenanceAction) -> i32 {
             match maintenance::write(file, &reason, std::time::SystemTime::now()) {
                 Ok(m) => {
                     println!("maintenance: on ({}, since {})", m.reason, m.since);
-                    confirm(&cfg, true);
+                    confirm(&cfg, &path, true);
                     0
                 }
                 Err(e) => {
@@ -47,7 +56,7 @@ pub(super) fn run(cli: Option<&Path>, action: MaintenanceAction) -> i32 {
         MaintenanceAction::Off => match maintenance::clear(file) {
             Ok(()) => {
                 println!("maintenance: off");
-                confirm(&cfg, false);
+                confirm(&cfg, &path, false);
                 0
             }
             Err(e) => {
@@ -61,7 +70,7 @@ pub(super) fn run(cli: Option<&Path>, action: MaintenanceAction) -> i32 {
 /// Wait up to two intervals for a running daemon to report the flag, and say whether
 /// it did. It is asked on a loopback HTTP listener when there is one, else on the
 /// first one as configured.
-fn confirm(cfg: &Config, on: bool) {
+fn confirm(cfg: &Config, path: &str, on: bool) {
     let Some(target) = confirm_target(&cfg.listen.http) else {
         return;
     };
@@ -74,7 +83,7 @@ fn confirm(cfg: &Config, on: bool) {
     let until = now.checked_add(window).unwrap_or(now);
     let mut last;
     loop {
-        last = daemon_maintenance(target);
+        last = daemon_maintenance(target, path);
         match &last {
             Seen::Flag(state) if *state == on => {
                 println!("confirmed by the running daemon on {target}");
@@ -136,16 +145,17 @@ enum Seen {
     Unconfirmable(String),
 }
 
-/// Ask `/`: allowed to every `listen.allow` peer (unlike the admin-only `/status`), and
+/// Ask `path` (`/`, or `/<target>` in fleet mode): allowed to every `listen.allow` peer (unlike the admin-only `/status`), and
 /// its line starts with `maintenance:` whenever the latest round saw the flag.
-fn daemon_maintenance(addr: std::net::SocketAddr) -> Seen {
+fn daemon_maintenance(addr: std::net::SocketAddr, path: &str) -> Seen {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return Seen::NoDaemon;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-    if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
+    let request = format!("GET {path} HTTP/1.0\r\n\r\n");
+    if s.write_all(request.as_bytes()).is_err() {
         return Seen::Unconfirmable(
             "it closed the connection (is this host in listen.allow?)".into(),
         );

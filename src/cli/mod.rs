@@ -39,9 +39,15 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Inetd => inetd::run(config),
         Command::Serve => serve::run(config),
-        Command::Check { role, max_lag } => check::run(config, &role, max_lag.as_deref()),
+        Command::Check {
+            role,
+            max_lag,
+            target,
+        } => check::run(config, &role, max_lag.as_deref(), target.as_deref()),
         Command::Validate => validate::run(config),
-        Command::Maintenance { action } => maintenance::run(config, action),
+        Command::Maintenance { action, target } => {
+            maintenance::run(config, action, target.as_deref())
+        }
         Command::HaproxyConfig(args) => haproxy_config::run(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -37,6 +37,8 @@ mod reader;
 mod render;
 pub(crate) mod secret;
 mod sections;
+pub(crate) mod target_name;
+mod targets;
 #[cfg(test)]
 mod tests;
 
@@ -45,6 +47,7 @@ pub(crate) use haproxy::{Haproxy, HaproxySocket};
 pub(crate) use listen_tls::ListenTls;
 use render::Shown;
 use secret::Secret;
+pub(crate) use targets::TargetEntry;
 
 pub(crate) const DEFAULT_PATH: &str = "/etc/mysqlchk/mysqlchk.toml";
 pub(crate) const ENV_CONFIG: &str = "MYSQLCHK_CONFIG";
@@ -96,6 +99,8 @@ pub(crate) struct Config {
     pub(crate) log: Log,
     /// `[[haproxy]]`: runtime sockets to push verdict changes to.
     pub(crate) haproxy: Vec<Haproxy>,
+    /// `[[target]]` entries (fleet mode); none for a single-server agent.
+    pub(crate) targets: Vec<TargetEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -282,6 +287,13 @@ pub(crate) struct Check {
     pub(crate) galera_donor_is_healthy: bool,
     pub(crate) maintenance_file: PathBuf,
     pub(crate) maintenance_status: u16,
+    /// Verdict policy (README, "Verdict policy"): a replica out on lag comes back
+    /// at or below `lag_recover` for `recover_rounds` rounds; judged lag is the
+    /// median of `lag_samples` rounds; "too many connections" drains for `full_grace`.
+    pub(crate) lag_recover: Duration,
+    pub(crate) recover_rounds: u32,
+    pub(crate) lag_samples: u32,
+    pub(crate) full_grace: Duration,
 }
 
 impl Check {
@@ -298,6 +310,13 @@ impl Check {
     const DEFAULT_GALERA_DONOR_IS_HEALTHY: bool = false;
     const DEFAULT_MAINTENANCE_FILE: &'static str = "/var/lib/mysqlchk/maintenance";
     const DEFAULT_MAINTENANCE_STATUS: u64 = 404;
+    // Unset, `lag_recover` is half of `max_replication_lag`.
+    const DEFAULT_RECOVER_ROUNDS: u64 = 3;
+    const MAX_RECOVER_ROUNDS: u64 = 1000;
+    const DEFAULT_LAG_SAMPLES: u64 = 3;
+    /// A median over more rounds would only delay every verdict.
+    const MAX_LAG_SAMPLES: u64 = 15;
+    const DEFAULT_FULL_GRACE: Duration = Duration::from_secs(30);
 
     const KEYS: &'static [KeySpec] = &[
         key("interval", |c| render::duration(c.check.interval)),
@@ -325,6 +344,10 @@ impl Check {
         key("maintenance_status", |c| {
             render::plain(c.check.maintenance_status)
         }),
+        key("lag_recover", |c| render::duration(c.check.lag_recover)),
+        key("recover_rounds", |c| render::plain(c.check.recover_rounds)),
+        key("lag_samples", |c| render::plain(c.check.lag_samples)),
+        key("full_grace", |c| render::duration(c.check.full_grace)),
     ];
 }
 
@@ -358,6 +381,8 @@ pub(crate) struct Agent {
     pub(crate) soft_lag: Duration,
     /// Percent, 1..=100.
     pub(crate) min_weight: u8,
+    /// A role that comes back up ramps its weight from `min_weight` over this.
+    pub(crate) ramp: Duration,
 }
 
 impl Agent {
@@ -367,6 +392,7 @@ impl Agent {
     /// is less.
     const DEFAULT_SOFT_LAG_CAP: Duration = Duration::from_secs(10);
     const DEFAULT_MIN_WEIGHT: u8 = 10;
+    const DEFAULT_RAMP: Duration = Duration::from_secs(10);
 
     const KEYS: &'static [KeySpec] = &[
         key("default_role", |c| {
@@ -379,6 +405,7 @@ impl Agent {
         key("min_weight", |c| {
             render::string(&format!("{}%", c.agent.min_weight))
         }),
+        key("ramp", |c| render::duration(c.agent.ramp)),
     ];
 }
 
@@ -495,6 +522,19 @@ pub fn from_str(
 ) -> Result<Loaded, ConfigErrors> {
     let mut r = reader::Reader::new(text, source, env)?;
     r.unknown_keys();
-    let config = r.build();
+    let mut config = r.build();
+    if r.errors.is_empty() {
+        let (targets, errors) = targets::read(r.table(), source, env, &config);
+        config.targets = targets;
+        r.errors.extend(errors);
+    }
+    if !config.targets.is_empty() && !config.haproxy.is_empty() {
+        // Pushing is per server today: which target's verdicts would go to which
+        // server line is not decided yet (README, "Fleet mode").
+        r.errors.push(format!(
+            "{source}: [[haproxy]] pushes a single server's verdicts and cannot be combined \
+             with [[target]] yet: use HAProxy's checks (haproxy-config --fleet)"
+        ));
+    }
     r.finish(config)
 }

@@ -96,6 +96,11 @@ impl<'e> Reader<'e> {
         })
     }
 
+    /// The file's table as parsed (for the `[[target]]` entries).
+    pub(super) fn table(&self) -> &toml::Table {
+        &self.table
+    }
+
     /// The config if no error was recorded, else every error.
     pub(super) fn finish(self, config: super::Config) -> Result<Loaded, ConfigErrors> {
         if self.errors.is_empty() {
@@ -114,6 +119,9 @@ impl<'e> Reader<'e> {
             // An array of tables, read (with its own errors) by `haproxy::read`.
             if section == "haproxy" {
                 continue;
+            }
+            if section == "target" {
+                continue; // [[target]] entries: read by `targets`
             }
             let Some(keys) = keys_of(section) else {
                 errors.push(format!("{}: unknown section [{section}]", self.source));

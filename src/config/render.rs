@@ -3,7 +3,8 @@
 //! Invariants: every key of the schema's tables is printed in table order (or, for
 //! alternatives such as `host`/`socket`, the one in effect), so the output can never
 //! forget a key; the output read back by `from_str` gives the same settings (a unit
-//! test holds this); a secret prints as `"***"`.
+//! test holds this); a secret prints as `"***"`; a `[[target]]` prints the keys where
+//! it differs from the defaults.
 
 use std::fmt::Display;
 use std::net::SocketAddr;
@@ -42,6 +43,21 @@ impl Config {
             }
         }
         out += &super::haproxy::render(&self.haproxy);
+        // Each `[[target]]` with the keys where it differs from the defaults above.
+        for t in &self.targets {
+            let eff = self.for_target(t);
+            out += &format!("\n[[target]]\nname = {:?}\n", t.name);
+            let sections = SECTIONS
+                .iter()
+                .filter(|(s, _)| matches!(*s, "mysql" | "check"));
+            for key in sections.flat_map(|(_, keys)| keys.iter()) {
+                if let (Shown::Value(v), mine) = ((key.show)(&eff), (key.show)(self)) {
+                    if !matches!(mine, Shown::Value(ref d) if *d == v) {
+                        out += &format!("{} = {v}\n", key.name);
+                    }
+                }
+            }
+        }
         out
     }
 }
@@ -120,8 +136,9 @@ mod tests {
              replication_channels = [\"a\", \"b c\"]\nprimary_allows_replication = true\n\
              gr_max_applier_queue = 55\ngalera_donor_is_healthy = true\n\
              maintenance_file = \"/tmp/m\"\nmaintenance_status = 503\n\
+             lag_recover = \"1h 1s\"\nrecover_rounds = 7\nlag_samples = 5\nfull_grace = \"1m\"\n\
              [agent]\ndefault_role = \"ro\"\nmaintenance = \"maint\"\nsoft_lag = \"1h\"\n\
-             min_weight = \"33%\"\n\
+             min_weight = \"33%\"\nramp = \"2s 500ms\"\n\
              [log]\nlevel = \"DEBUG\"\nformat = \"json\"\naccess_log = true\n"
         );
         let none = BTreeMap::new();

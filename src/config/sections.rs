@@ -43,6 +43,7 @@ impl Reader<'_> {
             agent,
             log,
             haproxy,
+            targets: Vec::new(),
         }
     }
 
@@ -376,17 +377,46 @@ impl Reader<'_> {
                 self.source
             ));
         }
+        let max_replication_lag = self.bounded_duration(
+            "check",
+            "max_replication_lag",
+            Check::DEFAULT_MAX_REPLICATION_LAG,
+            MAX_LAG,
+        );
+        // Unset, it follows the bound (half of it), so changing the bound alone never
+        // makes the config invalid.
+        let lag_recover =
+            self.bounded_duration("check", "lag_recover", max_replication_lag / 2, MAX_LAG);
+        if lag_recover > max_replication_lag {
+            self.errors.push(format!(
+                "{}: check.lag_recover = {}: must not exceed check.max_replication_lag ({})",
+                self.source,
+                fmt_duration(lag_recover),
+                fmt_duration(max_replication_lag)
+            ));
+        }
         Check {
             interval,
             timeout,
             stale_after,
             query,
-            max_replication_lag: self.bounded_duration(
+            max_replication_lag,
+            lag_recover,
+            recover_rounds: self.number(
                 "check",
-                "max_replication_lag",
-                Check::DEFAULT_MAX_REPLICATION_LAG,
-                MAX_LAG,
-            ),
+                "recover_rounds",
+                Check::DEFAULT_RECOVER_ROUNDS,
+                1,
+                Check::MAX_RECOVER_ROUNDS,
+            ) as u32,
+            lag_samples: self.number(
+                "check",
+                "lag_samples",
+                Check::DEFAULT_LAG_SAMPLES,
+                1,
+                Check::MAX_LAG_SAMPLES,
+            ) as u32,
+            full_grace: self.duration("check", "full_grace", Check::DEFAULT_FULL_GRACE),
             replication_channels: self
                 .list("check", "replication_channels")
                 .unwrap_or_default(),
@@ -464,6 +494,7 @@ impl Reader<'_> {
             maintenance,
             soft_lag,
             min_weight,
+            ramp: self.duration("agent", "ramp", Agent::DEFAULT_RAMP),
         }
     }
 

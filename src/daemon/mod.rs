@@ -23,16 +23,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::fleet::probers::Probers;
+use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::respond::accept::Responder;
 use crate::respond::http_conn::http_loop;
-use crate::snapshot::Published;
 
 mod handover;
 mod listeners;
@@ -57,9 +58,9 @@ struct Running {
 
 struct Daemon {
     config: Arc<ArcSwap<Config>>,
-    published: Arc<Published>,
+    fleet: Arc<ArcSwap<Fleet>>,
+    probers: Probers,
     responder: Arc<Responder>,
-    reconfigured: Arc<Notify>,
     tracker: TaskTracker,
     running: Vec<Running>,
     notifier: Notifier,
@@ -97,7 +98,8 @@ impl Daemon {
         });
     }
 
-    async fn stop(mut self) {
+    /// Stop serving; the probers are handed back to be joined last.
+    async fn stop(mut self) -> Probers {
         self.notifier.notify("STOPPING=1");
         tracing::info!("stopping: no new connections, finishing those in flight");
         for r in &self.running {
@@ -113,6 +115,7 @@ impl Daemon {
         {
             tracing::warn!("grace period over: closing the remaining connections");
         }
+        self.probers
     }
 }
 
@@ -263,10 +266,10 @@ fn first_round_limit(cfg: &Config) -> Duration {
         .saturating_add(Duration::from_secs(1))
 }
 
-/// Wait until the first round has been published, at most `limit`; false if it has
-/// not been by then.
-async fn first_round(published: &Published, limit: Duration) -> bool {
-    tokio::time::timeout(limit, published.present())
+/// Wait until every target's first round has been published, at most `limit`; false
+/// if one has not been by then.
+async fn first_round(fleet: &Fleet, limit: Duration) -> bool {
+    tokio::time::timeout(limit, fleet.all_present())
         .await
         .is_ok()
 }
@@ -289,23 +292,20 @@ pub async fn run(
     };
     let mut events = Events::new(signals, shutdown.clone());
     let config = Arc::new(ArcSwap::from_pointee(cfg));
-    let published = Arc::new(Published::new());
+    let fleet = Arc::new(ArcSwap::from_pointee(Fleet::from_config(
+        config.load_full(),
+        None,
+    )));
     let metrics = Arc::new(Metrics::new());
-    let reconfigured = Arc::new(Notify::new());
     let responder = Arc::new(Responder::new(
         config.clone(),
-        published.clone(),
+        fleet.clone(),
         metrics.clone(),
     ));
+    // One prober per target (one, without [[target]]), their starts spread over the
+    // interval.
     let (verdicts, verdicts_rx) = tokio::sync::watch::channel(Default::default());
-    let checker = tokio::spawn(crate::checker::run(
-        config.clone(),
-        published.clone(),
-        metrics.clone(),
-        reconfigured.clone(),
-        verdicts,
-        shutdown.clone(),
-    ));
+    let probers = Probers::start(&fleet.load(), metrics.clone(), verdicts, shutdown.clone());
     // Pushers never hold up the checker or a responder: they only read the watch.
     tokio::spawn(crate::push::supervise(
         config.clone(),
@@ -315,9 +315,9 @@ pub async fn run(
     ));
     let mut d = Daemon {
         config,
-        published,
+        fleet,
+        probers,
         responder,
-        reconfigured,
         tracker: TaskTracker::new(),
         running: Vec::new(),
         notifier: Notifier::from_env(&env),
@@ -333,8 +333,9 @@ pub async fn run(
     let inherited_any = listeners.iter().any(|b| b.inherited);
     if inherited_any {
         let limit = first_round_limit(&d.config.load());
+        let fleet = d.fleet.load_full();
         let stopped = tokio::select! {
-            done = first_round(&d.published, limit) => {
+            done = first_round(&fleet, limit) => {
                 if !done {
                     tracing::warn!("first round still running: accepting anyway");
                 }
@@ -345,7 +346,7 @@ pub async fn run(
         if stopped {
             tracing::info!("stopped before the first round completed");
             shutdown.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(2), checker).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), d.probers.join()).await;
             return;
         }
     }
@@ -356,15 +357,12 @@ pub async fn run(
 
     let watchdog = d.notifier.watchdog.map(|period| {
         let notifier = d.notifier.clone();
-        let published = d.published.clone();
-        let config = d.config.clone();
+        let fleet = d.fleet.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period / 2).await;
                 // Tied to checker progress: a stuck prober stops the pings.
-                let fresh = published
-                    .since_progress(Instant::now())
-                    .is_some_and(|age| age <= config.load().check.stale_after);
+                let fresh = fleet.load().all_fresh(Instant::now());
                 if fresh {
                     notifier.notify("WATCHDOG=1");
                 }
@@ -372,18 +370,18 @@ pub async fn run(
         })
     });
     if d.notifier.enabled() {
-        let published = d.published.clone();
+        let fleet = d.fleet.load_full();
         let notifier = d.notifier.clone();
         tokio::spawn(async move {
-            published.present().await;
+            fleet.all_present().await;
             notifier.notify("READY=1\nSTATUS=first check done");
         });
     }
 
     control(&mut d, &mut events).await;
     shutdown.cancel();
-    d.stop().await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), checker).await;
+    let probers = d.stop().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), probers.join()).await;
     if let Some(w) = watchdog {
         w.abort();
     }

@@ -14,6 +14,7 @@ use super::listeners::{bind, wanted, Bound};
 use super::systemd::Protocol;
 use super::Daemon;
 use crate::config;
+use crate::fleet::Fleet;
 
 impl Daemon {
     /// Re-read and validate; bind new addresses; apply atomically or keep the old.
@@ -65,8 +66,13 @@ impl Daemon {
         }
         let keep: Vec<(Protocol, SocketAddr)> = wanted(&new);
         let old = self.config.load_full();
-        self.config.store(Arc::new(new));
-        self.reconfigured.notify_one();
+        let new = Arc::new(new);
+        // Targets that stay keep their snapshot cell and prober; only what changed
+        // is started, stopped or handed its new settings.
+        let fleet = Fleet::from_config(new.clone(), Some(&self.fleet.load()));
+        self.probers.apply(&fleet);
+        self.fleet.store(Arc::new(fleet));
+        self.config.store(new);
         let fresh_count = fresh.len();
         for b in fresh {
             tracing::info!("now listening on {} ({})", b.addr, b.kind.name());

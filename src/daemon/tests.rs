@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use super::*;
 use crate::facts::{ProbeError, Reason, Step};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Published, Snapshot};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -30,6 +30,7 @@ fn snapshot() -> Snapshot {
             detail: String::new(),
         }),
         maintenance: None,
+        policy: Default::default(),
     }
 }
 
@@ -48,6 +49,18 @@ impl<F: Future> Future for Polls<F> {
     }
 }
 
+/// A fleet of one whose snapshot cell is `published`.
+fn fleet_of(published: Arc<Published>) -> Fleet {
+    let config = crate::config::from_str("[listen]\nhttp=\"127.0.0.1:1\"\n", "t", &BTreeMap::new())
+        .unwrap()
+        .config;
+    Fleet::single(Arc::new(crate::fleet::Target {
+        name: String::new(),
+        config: Arc::new(config),
+        published,
+    }))
+}
+
 #[test]
 fn the_first_round_wait_is_told_not_polling() {
     runtime().block_on(async {
@@ -55,8 +68,8 @@ fn the_first_round_wait_is_told_not_polling() {
         let count = Arc::new(AtomicUsize::new(0));
         let waiter = Polls {
             inner: Box::pin({
-                let published = published.clone();
-                async move { first_round(&published, Duration::from_secs(60)).await }
+                let fleet = fleet_of(published.clone());
+                async move { first_round(&fleet, Duration::from_secs(60)).await }
             }),
             count: count.clone(),
         };
@@ -74,10 +87,11 @@ fn the_first_round_wait_is_told_not_polling() {
 #[test]
 fn the_first_round_wait_gives_up_at_its_limit() {
     runtime().block_on(async {
-        let published = Published::new();
-        assert!(!first_round(&published, Duration::from_millis(20)).await);
+        let published = Arc::new(Published::new());
+        let fleet = fleet_of(published.clone());
+        assert!(!first_round(&fleet, Duration::from_millis(20)).await);
         published.publish(snapshot());
-        assert!(first_round(&published, Duration::from_millis(20)).await);
+        assert!(first_round(&fleet, Duration::from_millis(20)).await);
     });
 }
 
@@ -135,13 +149,26 @@ fn the_control_loop_acts_on_injected_events() {
     runtime().block_on(async {
         let listeners = prepare(&cfg, &BTreeMap::new()).unwrap();
         let config = Arc::new(ArcSwap::from_pointee(cfg));
-        let published = Arc::new(Published::new());
+        let fleet = Arc::new(ArcSwap::from_pointee(Fleet::from_config(
+            config.load_full(),
+            None,
+        )));
         let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
         let mut d = Daemon {
-            responder: Arc::new(Responder::new(config.clone(), published.clone(), metrics)),
+            responder: Arc::new(Responder::new(
+                config.clone(),
+                fleet.clone(),
+                metrics.clone(),
+            )),
+            probers: Probers::start(
+                &fleet.load(),
+                metrics,
+                tokio::sync::watch::channel(Default::default()).0,
+                shutdown.clone(),
+            ),
             config,
-            published,
-            reconfigured: Arc::new(Notify::new()),
+            fleet,
             tracker: TaskTracker::new(),
             running: Vec::new(),
             notifier: Notifier::from_env(&BTreeMap::new()),
@@ -165,6 +192,7 @@ fn the_control_loop_acts_on_injected_events() {
         assert_eq!(addrs, [second]);
         // The reload after the stop was not acted on: still queued.
         assert_eq!(events.next().await, Event::Reload);
-        d.stop().await;
+        shutdown.cancel();
+        d.stop().await.join().await;
     });
 }

@@ -20,28 +20,30 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::respond::access::{allowed, canonical};
-use crate::snapshot::Published;
 
 /// Everything a connection handler reads.
 pub struct Responder {
+    /// Settings of the process (listen, agent, log; the defaults of every target).
     pub config: Arc<ArcSwap<Config>>,
-    pub published: Arc<Published>,
+    /// The targets and their published snapshots (one, without `[[target]]`).
+    pub(crate) fleet: Arc<ArcSwap<Fleet>>,
     pub metrics: Arc<Metrics>,
     limits: Limits,
 }
 
 impl Responder {
-    pub fn new(
+    pub(crate) fn new(
         config: Arc<ArcSwap<Config>>,
-        published: Arc<Published>,
+        fleet: Arc<ArcSwap<Fleet>>,
         metrics: Arc<Metrics>,
     ) -> Responder {
         let max = config.load().listen.max_connections;
         Responder {
             config,
-            published,
+            fleet,
             metrics,
             limits: Limits {
                 total: Arc::new(Semaphore::new(max)),

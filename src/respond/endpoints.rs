@@ -10,10 +10,10 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::config::{parse_duration, Config};
+use crate::fleet::{route, Fleet, Target};
 use crate::respond::http::{query_pairs, sanitize, Request, Response, JSON, METRICS};
 use crate::respond::status;
 use crate::role::Role;
-use crate::snapshot::Published;
 use crate::verdict::{evaluate, State};
 
 pub(crate) const KNOWN_PATHS: &str = "/, /health, /primary (/master, /read-write, /rw), /replica (/slave), /read-only (/ro), /live, /status, /metrics";
@@ -55,8 +55,9 @@ impl Endpoint {
 
 /// What the responder needs besides the request.
 pub(crate) struct EndpointInputs<'a> {
+    /// Settings of the process (listen, agent, log).
     pub(crate) config: &'a Config,
-    pub(crate) published: &'a Published,
+    pub(crate) fleet: &'a Fleet,
     pub(crate) peer: IpAddr,
     pub(crate) now: Instant,
     /// Rendered `/metrics` text, produced by the caller only when asked.
@@ -67,7 +68,12 @@ pub(crate) struct EndpointInputs<'a> {
 
 /// The answer to one parsed request, and the endpoint label for metrics.
 pub(crate) fn respond(req: &Request, v: &EndpointInputs<'_>) -> (Response, &'static str) {
-    let Some(ep) = Endpoint::from_path(&req.path) else {
+    // Fleet mode: which target the request names, and the path left for the table.
+    let (named, path) = match route::http(v.fleet, req.server_state.as_deref(), &req.path) {
+        Ok(r) => r,
+        Err(e) => return (Response::text(400, e), "other"),
+    };
+    let Some(ep) = Endpoint::from_path(path) else {
         let body = format!(
             "unknown path {}; known paths: {KNOWN_PATHS}",
             sanitize(&req.path)
@@ -77,17 +83,16 @@ pub(crate) fn respond(req: &Request, v: &EndpointInputs<'_>) -> (Response, &'sta
     let label = ep.label();
     let params = req.query.as_deref().map(query_pairs).unwrap_or_default();
     let r = match ep {
-        Endpoint::Role(role) => role_response(role, &params, v),
+        Endpoint::Role(role) => match route::pick(v.fleet, named) {
+            Ok(t) => role_response(role, &params, t, v.now),
+            Err(e) => Response::text(400, e),
+        },
         Endpoint::Live => no_params(&params).unwrap_or_else(|| live(v)),
         Endpoint::Status | Endpoint::Metrics if !admin(v) => {
             Response::text(403, "forbidden: not in listen.admin_allow")
         }
         Endpoint::Status => no_params(&params).unwrap_or_else(|| {
-            Response::with_type(
-                200,
-                JSON,
-                status::render(v.config, v.published, v.push, v.now),
-            )
+            Response::with_type(200, JSON, status::render(v.config, v.fleet, v.push, v.now))
         }),
         Endpoint::Metrics => {
             no_params(&params).unwrap_or_else(|| Response::with_type(200, METRICS, (v.metrics)()))
@@ -140,29 +145,50 @@ pub fn lag_param(role: Role, params: &[(String, String)]) -> Result<Option<Durat
     Ok(lag)
 }
 
-fn role_response(role: Role, params: &[(String, String)], v: &EndpointInputs<'_>) -> Response {
+fn role_response(role: Role, params: &[(String, String)], t: &Target, now: Instant) -> Response {
     let max_lag = match lag_param(role, params) {
         Ok(l) => l,
         Err(e) => return Response::text(400, e),
     };
-    let snap = v.published.latest();
-    let verdict = evaluate(snap.as_deref(), v.now, &v.config.check, role, max_lag);
+    let check = &t.config.check;
+    let snap = t.published.latest();
+    let verdict = evaluate(snap.as_deref(), now, check, role, max_lag);
     let status = match verdict.state {
         State::Up => 200,
-        State::Maintenance => v.config.check.maintenance_status,
+        State::Maintenance => check.maintenance_status,
         State::Down | State::Starting => 503,
     };
     Response::text(status, verdict.line())
 }
 
+/// Fleet-wide: down when any target's prober loop is stuck past its `stale_after`
+/// (with one target, exactly that target's loop).
 fn live(v: &EndpointInputs<'_>) -> Response {
-    match v.published.since_progress(v.now) {
-        Some(age) if age <= v.config.check.stale_after => Response::text(200, "live: up"),
-        Some(age) => Response::text(
-            503,
-            format!("live: down - checker stuck for {:.1}s", age.as_secs_f64()),
-        ),
-        None => Response::text(503, "live: starting"),
+    let mut started = false;
+    for t in v.fleet.targets() {
+        let Some(age) = t.published.since_progress(v.now) else {
+            continue;
+        };
+        started = true;
+        if age > t.config.check.stale_after {
+            let who = if v.fleet.is_named() {
+                format!(" ({})", t.name)
+            } else {
+                String::new()
+            };
+            return Response::text(
+                503,
+                format!(
+                    "live: down - checker stuck for {:.1}s{who}",
+                    age.as_secs_f64()
+                ),
+            );
+        }
+    }
+    if started {
+        Response::text(200, "live: up")
+    } else {
+        Response::text(503, "live: starting")
     }
 }
 

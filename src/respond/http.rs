@@ -32,6 +32,9 @@ pub struct Request {
     /// The head announces a body (Content-Length > 0 or Transfer-Encoding): bytes we
     /// will not read may still arrive.
     pub(crate) has_body: bool,
+    /// `X-Haproxy-Server-State` (HAProxy's `http-check send-state`), which names the
+    /// target in fleet mode; bounded by the request head's size cap.
+    pub server_state: Option<String>,
 }
 
 impl Request {
@@ -102,6 +105,11 @@ pub fn parse(buf: &[u8]) -> Parsed {
                 .unwrap_or(true))
             || h.name.eq_ignore_ascii_case("transfer-encoding")
     });
+    let server_state = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("x-haproxy-server-state"))
+        .map(|h| String::from_utf8_lossy(h.value).into_owned());
     Parsed::Complete(Request {
         method,
         path: path.to_string(),
@@ -109,6 +117,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
         minor,
         head_len,
         has_body,
+        server_state,
     })
 }
 
@@ -282,6 +291,16 @@ mod tests {
         assert_eq!(r.path, "/replica");
         assert_eq!(r.query.as_deref(), Some("lag=10"));
         assert_eq!(r.minor, 1);
+    }
+
+    #[test]
+    fn keeps_haproxy_send_state_header() {
+        let r = complete(b"OPTIONS /replica HTTP/1.0\r\nx-haproxy-server-state: UP 2/3; address=10.0.0.2; port=3306; name=mysql-read/db1; node=lb1; weight=1/2; scur=0/0; qcur=0\r\n\r\n");
+        assert_eq!(
+            r.server_state.as_deref(),
+            Some("UP 2/3; address=10.0.0.2; port=3306; name=mysql-read/db1; node=lb1; weight=1/2; scur=0/0; qcur=0")
+        );
+        assert_eq!(complete(b"GET / HTTP/1.0\r\n\r\n").server_state, None);
     }
 
     #[test]

@@ -78,11 +78,24 @@ fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, b
         Parsed::Reject(r) => (r, 1, false, "other", false),
         Parsed::Complete(req) => {
             let cfg = responder.config.load();
+            let fleet = responder.fleet.load();
             let now = Instant::now();
-            let metrics = || responder.metrics.render(&cfg, &responder.published, now);
+            let metrics = || {
+                let targets: Vec<_> = fleet
+                    .targets()
+                    .iter()
+                    .map(|t| {
+                        let name = fleet.is_named().then_some(t.name.as_str());
+                        (name, &t.config.check, &*t.published)
+                    })
+                    .collect();
+                responder
+                    .metrics
+                    .render(&targets, !cfg.haproxy.is_empty(), now)
+            };
             let inputs = EndpointInputs {
                 config: &cfg,
-                published: &responder.published,
+                fleet: &fleet,
                 peer,
                 now,
                 metrics: &metrics,

@@ -10,17 +10,47 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{fmt_duration, Config, Credentials};
 use crate::facts::{Facts, OptionalFact};
+use crate::fleet::{Fleet, Target};
 use crate::role::Role;
-use crate::snapshot::{Published, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::verdict::evaluate;
 
-pub fn render(
+/// The document: with one target (no `[[target]]`) its roles, snapshot and config at
+/// the top level; in fleet mode `targets`, every target in config order with its own.
+/// `push`: the HAProxy pushers' state, shown when `[[haproxy]]` is configured.
+pub(crate) fn render(
     config: &Config,
-    published: &Published,
+    fleet: &Fleet,
     push: Option<&crate::push::stats::Stats>,
     now: Instant,
 ) -> String {
-    let snap = published.latest();
+    let mut doc = match (fleet.is_named(), fleet.targets()) {
+        (false, [t]) => target(t, now),
+        (_, targets) => {
+            let list: Vec<Value> = targets
+                .iter()
+                .map(|t| {
+                    let mut v = json!({"name": t.name});
+                    if let (Value::Object(o), Value::Object(more)) = (&mut v, target(t, now)) {
+                        o.extend(more);
+                    }
+                    v
+                })
+                .collect();
+            json!({"version": env!("CARGO_PKG_VERSION"), "targets": list})
+        }
+    };
+    if let Some(p) = push.filter(|_| !config.haproxy.is_empty()) {
+        doc["haproxy"] = crate::push::status(p, now);
+    }
+    let mut out = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
+    out.push('\n');
+    out
+}
+
+fn target(t: &Target, now: Instant) -> Value {
+    let config: &Config = &t.config;
+    let snap = t.published.latest();
     let roles: Map<String, Value> = Role::ALL
         .iter()
         .map(|&r| {
@@ -31,18 +61,12 @@ pub fn render(
             )
         })
         .collect();
-    let mut doc = json!({
+    json!({
         "version": env!("CARGO_PKG_VERSION"),
         "roles": roles,
         "snapshot": snap.as_deref().map(|s| snapshot(s, now)),
         "config": summary(config),
-    });
-    if let Some(p) = push.filter(|_| !config.haproxy.is_empty()) {
-        doc["haproxy"] = crate::push::status(p, now);
-    }
-    let mut out = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
-    out.push('\n');
-    out
+    })
 }
 
 fn snapshot(s: &Snapshot, now: Instant) -> Value {

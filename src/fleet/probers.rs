@@ -1,0 +1,129 @@
+//! One prober per target (README "Fleet mode"): each target's rounds run in their own
+//! supervised task (`checker::run`), started at its offset within the interval.
+//!
+//! Invariants: a hung or unreachable target only ever holds its own task, so it never
+//! delays another's rounds; each task keeps one MySQL connection to its target; a
+//! reload (`apply`) stops removed targets, starts added ones and hands changed settings
+//! to the running task of a kept one (its connection and snapshot cell stay, so its
+//! round count goes on); unchanged targets are not touched at all.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{spread, Fleet};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::push::desired::Verdicts;
+
+struct Running {
+    config: Arc<ArcSwap<Config>>,
+    reconfigured: Arc<Notify>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+pub(crate) struct Probers {
+    running: HashMap<String, Running>,
+    metrics: Arc<Metrics>,
+    /// Where the single server's verdicts go for the HAProxy pushers (`[[haproxy]]`,
+    /// which the config accepts only without `[[target]]`).
+    verdicts: watch::Sender<Verdicts>,
+    shutdown: CancellationToken,
+}
+
+impl Probers {
+    /// Start one prober per target of `fleet`, spread over the interval.
+    pub(crate) fn start(
+        fleet: &Fleet,
+        metrics: Arc<Metrics>,
+        verdicts: watch::Sender<Verdicts>,
+        shutdown: CancellationToken,
+    ) -> Probers {
+        let mut p = Probers {
+            running: HashMap::new(),
+            metrics,
+            verdicts,
+            shutdown,
+        };
+        p.apply(fleet);
+        p
+    }
+
+    /// Bring the running probers in line with `fleet` (after a reload).
+    pub(crate) fn apply(&mut self, fleet: &Fleet) {
+        let n = fleet.targets().len();
+        self.running.retain(|name, r| {
+            let keep = fleet.get(name).is_some();
+            if !keep {
+                tracing::info!(target_name = %name, "target removed: its prober stops");
+                r.stop.cancel();
+            }
+            keep
+        });
+        for (i, t) in fleet.targets().iter().enumerate() {
+            if let Some(r) = self.running.get(&t.name) {
+                let old = r.config.load();
+                if old.mysql != t.config.mysql || old.check != t.config.check {
+                    r.config.store(t.config.clone());
+                    r.reconfigured.notify_one();
+                }
+                continue;
+            }
+            let config = Arc::new(ArcSwap::new(t.config.clone()));
+            let reconfigured = Arc::new(Notify::new());
+            let stop = self.shutdown.child_token();
+            let delay = spread::offset(i, n, t.config.check.interval);
+            // In fleet mode every line the prober logs names its target.
+            let span = if fleet.is_named() {
+                tracing::info_span!("target", name = %t.name)
+            } else {
+                tracing::Span::none()
+            };
+            let verdicts = if fleet.is_named() {
+                watch::channel(Verdicts::default()).0
+            } else {
+                self.verdicts.clone()
+            };
+            let task = tokio::spawn({
+                let (config, published, metrics) =
+                    (config.clone(), t.published.clone(), self.metrics.clone());
+                let (reconfigured, stop) = (reconfigured.clone(), stop.clone());
+                async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    crate::checker::run(config, published, metrics, reconfigured, verdicts, stop)
+                        .await
+                }
+                .instrument(span)
+            });
+            if fleet.is_named() {
+                tracing::info!(target_name = %t.name, server = %t.config.mysql.target, "target watched");
+            }
+            self.running.insert(
+                t.name.clone(),
+                Running {
+                    config,
+                    reconfigured,
+                    stop,
+                    task,
+                },
+            );
+        }
+    }
+
+    /// Wait (bounded by the caller) for every prober to end after shutdown.
+    pub(crate) async fn join(self) {
+        for (_, r) in self.running {
+            r.stop.cancel();
+            let _ = r.task.await;
+        }
+    }
+}
