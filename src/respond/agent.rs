@@ -24,7 +24,7 @@ use crate::config::{parse_duration, Agent, AgentMaintenance, Config};
 use crate::fleet::{route, Fleet};
 use crate::respond::accept::{accept_loop, FirstLook, Responder};
 use crate::role::Role;
-use crate::verdict::{evaluate, State, Verdict};
+use crate::verdict::{State, Verdict};
 
 const SEND_WAIT: Duration = Duration::from_millis(100);
 
@@ -130,8 +130,7 @@ pub(crate) fn answer(sent: &str, config: &Config, fleet: &Fleet, now: Instant) -
         Err(e) => return format!("down #{e}\n"),
     };
     let check = &target.config.check;
-    let snap = target.published.latest();
-    let v = evaluate(snap.as_deref(), now, check, ask.role, ask.max_lag);
+    let v = target.verdict(now, ask.role, ask.max_lag);
     line(
         &v,
         &config.agent,
