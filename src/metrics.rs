@@ -43,11 +43,16 @@ pub struct Metrics {
     /// Cumulative counts per bucket (index = bucket; last = +Inf).
     round_buckets: Vec<AtomicU64>,
     round_sum_us: AtomicU64,
+    /// `[role][state]` in `Role::ALL` × [`TRANSITION_STATES`] order.
+    transitions: Vec<Vec<AtomicU64>>,
     /// What the HAProxy pushers record (`[[haproxy]]`).
     pub push: std::sync::Arc<crate::push::stats::Stats>,
     /// What the discoverers record (`[[discover]]`).
     pub(crate) discovery: std::sync::Arc<DiscoveryStats>,
 }
+
+/// The states a verdict can change to, as `to` label values.
+const TRANSITION_STATES: &[State] = &[State::Up, State::Maintenance, State::Down, State::Starting];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -68,6 +73,15 @@ impl Metrics {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             round_sum_us: AtomicU64::new(0),
+            transitions: Role::ALL
+                .iter()
+                .map(|_| {
+                    TRANSITION_STATES
+                        .iter()
+                        .map(|_| AtomicU64::new(0))
+                        .collect()
+                })
+                .collect(),
             push: Default::default(),
             discovery: Default::default(),
         }
@@ -95,6 +109,18 @@ impl Metrics {
             .position(|&x| x == status)
             .unwrap_or(STATUSES.len());
         if let Some(c) = self.requests.get(e).and_then(|row| row.get(s)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The checker saw `role`'s verdict change to `to`.
+    pub fn transition(&self, role: Role, to: State) {
+        let r = Role::ALL.iter().position(|&x| x == role);
+        let s = TRANSITION_STATES.iter().position(|&x| x == to);
+        if let Some(c) = r
+            .zip(s)
+            .and_then(|(r, s)| self.transitions.get(r).and_then(|row| row.get(s)))
+        {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -149,6 +175,29 @@ impl Metrics {
                     self.probe_errors[i].load(Ordering::Relaxed)
                 ),
             );
+        }
+        // Process-wide: in fleet mode the sum over targets (a `target` label comes with
+        // the fleet-wide rules).
+        o.add(
+            "mysqlchk_transitions_total",
+            "counter",
+            "Verdict changes seen by the checker, by role and the state changed to.",
+            String::new(),
+        );
+        for (i, r) in Role::ALL.iter().enumerate() {
+            for (j, s) in TRANSITION_STATES.iter().enumerate() {
+                o.add(
+                    "mysqlchk_transitions_total",
+                    "",
+                    "",
+                    format!(
+                        "mysqlchk_transitions_total{{role=\"{}\",to=\"{}\"}} {}",
+                        r.name(),
+                        s.as_str(),
+                        self.transitions[i][j].load(Ordering::Relaxed)
+                    ),
+                );
+            }
         }
         o.add(
             "mysqlchk_http_requests_total",
@@ -632,6 +681,7 @@ mod tests {
         m.round(Duration::from_millis(3));
         m.round(Duration::from_secs(9));
         m.probe_error(Reason::Timeout);
+        m.transition(Role::Replica, State::Down);
         let published = Published::new();
         let mut f = Facts::from_variables(
             [("read_only", "OFF"), ("max_connections", "151")]
@@ -653,6 +703,7 @@ mod tests {
             duration: Duration::from_millis(2),
             outcome: Ok(f),
             maintenance: None,
+            policy: Default::default(),
         });
         let cfg = config();
         let text = m.render(&[(None, &cfg.check, &published)], false, Instant::now());
@@ -680,5 +731,9 @@ mod tests {
         assert!(text.contains("mysqlchk_probe_errors_total{reason=\"timeout\"} 1"));
         assert!(text.contains("mysqlchk_replication_lag_seconds{channel=\"a\\\"b\\\\c\\nd\"} NaN"));
         assert!(text.contains("mysqlchk_mysql_max_connections 151"));
+        // A fixed label set: every role and state, changed or not.
+        assert!(text.contains("mysqlchk_transitions_total{role=\"replica\",to=\"down\"} 1"));
+        assert!(text.contains("mysqlchk_transitions_total{role=\"health\",to=\"up\"} 0"));
+        assert_eq!(text.matches("mysqlchk_transitions_total{").count(), 16);
     }
 }

@@ -493,9 +493,17 @@ fn several_channels_worst_lag_and_selection() {
     );
     expect(&only_a, "/replica", 200, "replica: up - lag 1s");
 
+    // Under the bound but above half of it: still out (README, "Verdict policy").
     emu.set(&replica(vec![running("a", 1), running("b", 20)]), 2);
-    expect(&all, "/replica", 200, "replica: up - lag 20s");
+    expect(
+        &all,
+        "/replica",
+        503,
+        "replica: down - recovering: lag 20s, back at 15s",
+    );
     expect(&only_a, "/replica", 200, "replica: up - lag 1s");
+    emu.set(&replica(vec![running("a", 1), running("b", 10)]), 2);
+    expect(&all, "/replica", 200, "replica: up - lag 10s");
 
     // A broken channel that is not selected does not count.
     emu.set(

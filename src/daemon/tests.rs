@@ -30,6 +30,7 @@ fn snapshot() -> Snapshot {
             detail: String::new(),
         }),
         maintenance: None,
+        policy: Default::default(),
     }
 }
 
