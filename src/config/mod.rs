@@ -29,6 +29,7 @@ use ipnet::IpNet;
 
 use crate::role::Role;
 
+pub(crate) mod discover;
 mod duration;
 pub mod mycnf;
 pub(crate) mod haproxy;
@@ -42,6 +43,7 @@ mod targets;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use discover::Discover;
 pub(crate) use duration::{fmt_duration, parse_duration};
 pub(crate) use haproxy::{Haproxy, HaproxySocket};
 pub(crate) use listen_tls::ListenTls;
@@ -101,6 +103,8 @@ pub(crate) struct Config {
     pub(crate) haproxy: Vec<Haproxy>,
     /// `[[target]]` entries (fleet mode); none for a single-server agent.
     pub(crate) targets: Vec<TargetEntry>,
+    /// `[[discover]]` entries: targets learnt from the topology (fleet mode).
+    pub(crate) discover: Vec<Discover>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -528,12 +532,12 @@ pub fn from_str(
         config.targets = targets;
         r.errors.extend(errors);
     }
-    if !config.targets.is_empty() && !config.haproxy.is_empty() {
+    if (!config.targets.is_empty() || !config.discover.is_empty()) && !config.haproxy.is_empty() {
         // Pushing is per server today: which target's verdicts would go to which
         // server line is not decided yet (README, "Fleet mode").
         r.errors.push(format!(
             "{source}: [[haproxy]] pushes a single server's verdicts and cannot be combined \
-             with [[target]] yet: use HAProxy's checks (haproxy-config --fleet)"
+             with [[target]] or [[discover]] yet: use HAProxy's checks (haproxy-config --fleet)"
         ));
     }
     r.finish(config)

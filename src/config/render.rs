@@ -43,6 +43,7 @@ impl Config {
             }
         }
         out += &super::haproxy::render(&self.haproxy);
+        out += &super::discover::render(&self.discover);
         // Each `[[target]]` with the keys where it differs from the defaults above.
         for t in &self.targets {
             let eff = self.for_target(t);

@@ -35,6 +35,8 @@ impl Reader<'_> {
             &mut self.errors,
             &mut self.warnings,
         );
+        let discover =
+            super::discover::read(self.table.get("discover"), &self.source, &mut self.errors);
         Config {
             source: self.source.clone(),
             listen,
@@ -44,6 +46,7 @@ impl Reader<'_> {
             log,
             haproxy,
             targets: Vec::new(),
+            discover,
         }
     }
 

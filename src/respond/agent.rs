@@ -27,7 +27,7 @@ use crate::fleet::{route, Fleet};
 use crate::policy::ramp_weight;
 use crate::respond::accept::{accept_loop, FirstLook, Responder};
 use crate::role::Role;
-use crate::verdict::{evaluate, State, Verdict};
+use crate::verdict::{State, Verdict};
 
 const SEND_WAIT: Duration = Duration::from_millis(100);
 
@@ -141,7 +141,7 @@ pub(crate) fn answer(sent: &str, config: &Config, fleet: &Fleet, now: Instant) -
     };
     let check = &target.config.check;
     let snap = target.published.latest();
-    let v = evaluate(snap.as_deref(), now, check, ask.role, ask.max_lag);
+    let v = target.verdict(now, ask.role, ask.max_lag);
     // The ramp follows the role's verdict on the configured bound (the one the
     // checker tracks), whatever bound this request asked for.
     let back_for = snap

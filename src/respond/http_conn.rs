@@ -89,9 +89,13 @@ fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, b
                         (name, &t.config.check, &*t.published)
                     })
                     .collect();
-                responder
+                let mut text = responder
                     .metrics
-                    .render(&targets, !cfg.haproxy.is_empty(), now)
+                    .render(&targets, !cfg.haproxy.is_empty(), now);
+                if !cfg.discover.is_empty() {
+                    responder.metrics.discovery.render(&mut text);
+                }
+                text
             };
             let inputs = EndpointInputs {
                 config: &cfg,
@@ -100,6 +104,7 @@ fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, b
                 now,
                 metrics: &metrics,
                 push: Some(&responder.metrics.push),
+                discovery: Some(&responder.metrics.discovery),
             };
             let (r, label) = respond(&req, &inputs);
             if cfg.log.access_log {

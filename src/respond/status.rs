@@ -10,18 +10,20 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{fmt_duration, Config, Credentials};
 use crate::facts::{Facts, OptionalFact};
-use crate::fleet::{Fleet, Target};
+use crate::fleet::{Fleet, Origin, Target};
 use crate::role::Role;
 use crate::snapshot::Snapshot;
-use crate::verdict::evaluate;
 
 /// The document: with one target (no `[[target]]`) its roles, snapshot and config at
 /// the top level; in fleet mode `targets`, every target in config order with its own.
-/// `push`: the HAProxy pushers' state, shown when `[[haproxy]]` is configured.
+/// `push`: the HAProxy pushers' state, shown when `[[haproxy]]` is configured;
+/// `discovery`: each `[[discover]]` entry's latest pass and changes, shown when one is
+/// configured (every target then also says where it comes from).
 pub(crate) fn render(
     config: &Config,
     fleet: &Fleet,
     push: Option<&crate::push::stats::Stats>,
+    discovery: Option<&crate::metrics::DiscoveryStats>,
     now: Instant,
 ) -> String {
     let mut doc = match (fleet.is_named(), fleet.targets()) {
@@ -31,6 +33,10 @@ pub(crate) fn render(
                 .iter()
                 .map(|t| {
                     let mut v = json!({"name": t.name});
+                    if !config.discover.is_empty() {
+                        v["origin"] = origin(&t.origin);
+                        v["in_topology"] = json!(!t.gone);
+                    }
                     if let (Value::Object(o), Value::Object(more)) = (&mut v, target(t, now)) {
                         o.extend(more);
                     }
@@ -43,9 +49,41 @@ pub(crate) fn render(
     if let Some(p) = push.filter(|_| !config.haproxy.is_empty()) {
         doc["haproxy"] = crate::push::status(p, now);
     }
+    if let Some(d) = discovery.filter(|_| !config.discover.is_empty()) {
+        doc["discovery"] = discovery_doc(config, d);
+    }
     let mut out = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
     out.push('\n');
     out
+}
+
+fn origin(o: &Origin) -> Value {
+    match o {
+        Origin::Config => json!("config"),
+        Origin::Discovered { from, seed } => json!({"discovered": from.as_str(), "seed": seed}),
+    }
+}
+
+fn discovery_doc(config: &Config, d: &crate::metrics::DiscoveryStats) -> Value {
+    let sources = d.sources.lock().map(|m| m.clone()).unwrap_or_default();
+    let list: Vec<Value> = config
+        .discover
+        .iter()
+        .map(|e| {
+            let key = crate::fleet::discoverer::key(e);
+            let s = sources.get(&key).cloned().unwrap_or_default();
+            json!({
+                "from": e.from.as_str(),
+                "seed": e.seed.to_string(),
+                "every": fmt_duration(e.every),
+                "forget_after": fmt_duration(e.forget_after),
+                "last_pass_unix": s.last_pass_unix,
+                "error": s.error,
+                "recent_changes": s.recent.iter().map(|(at, t, c)| json!({"at_unix": at, "target": t, "change": c})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Value::Array(list)
 }
 
 fn target(t: &Target, now: Instant) -> Value {
@@ -54,7 +92,7 @@ fn target(t: &Target, now: Instant) -> Value {
     let roles: Map<String, Value> = Role::ALL
         .iter()
         .map(|&r| {
-            let v = evaluate(snap.as_deref(), now, &config.check, r, None);
+            let v = t.verdict(now, r, None);
             (
                 r.name().to_string(),
                 json!({"state": v.state.as_str(), "line": v.line(), "maintenance": v.maintenance}),
