@@ -4,6 +4,7 @@
 //! (seconds), label values from fixed sets only (endpoints, statuses, reasons, roles),
 //! so a scanner hitting random paths cannot grow the exposition.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -12,7 +13,7 @@ use crate::config::Check;
 use crate::facts::Reason;
 use crate::role::Role;
 use crate::snapshot::Published;
-use crate::verdict::{evaluate, State};
+use crate::verdict::{evaluate_with, Overrides, State};
 
 /// The HTTP paths, as metric label values (a fixed set: unknown paths are `other`);
 /// `Endpoint::label` names one of these.
@@ -45,6 +46,9 @@ pub struct Metrics {
     round_sum_us: AtomicU64,
     /// `[role][state]` in `Role::ALL` × [`TRANSITION_STATES`] order.
     transitions: Vec<Vec<AtomicU64>>,
+    /// Fleet mode: the same per target, counted by the fleet-wide pass on the verdicts
+    /// the responders give (README, "Verdict policy"); only for targets in the fleet.
+    target_transitions: std::sync::Mutex<BTreeMap<String, [[u64; 4]; 4]>>,
     /// What the HAProxy pushers record (`[[haproxy]]`).
     pub push: std::sync::Arc<crate::push::stats::Stats>,
     /// What the discoverers record (`[[discover]]`).
@@ -82,9 +86,32 @@ impl Metrics {
                         .collect()
                 })
                 .collect(),
+            target_transitions: Default::default(),
             push: Default::default(),
             discovery: Default::default(),
         }
+    }
+
+    /// Fleet mode: `target`'s `role` verdict changed to `to`.
+    pub(crate) fn target_transition(&self, target: &str, role: Role, to: State) {
+        let r = Role::ALL.iter().position(|&x| x == role);
+        let s = TRANSITION_STATES.iter().position(|&x| x == to);
+        if let Some((r, s)) = r.zip(s) {
+            let mut m = lock(&self.target_transitions);
+            if let Some(c) = m
+                .entry(target.to_string())
+                .or_default()
+                .get_mut(r)
+                .and_then(|row| row.get_mut(s))
+            {
+                *c += 1;
+            }
+        }
+    }
+
+    /// Forget the per-target counts of targets no longer in the fleet.
+    pub(crate) fn retain_targets(&self, keep: impl Fn(&str) -> bool) {
+        lock(&self.target_transitions).retain(|name, _| keep(name));
     }
 
     /// One probe round took `d`.
@@ -152,11 +179,17 @@ impl Metrics {
                 env!("CARGO_PKG_VERSION")
             ),
         );
-        for (i, &(name, check, published)) in targets.iter().enumerate() {
+        for (i, &(name, check, published, overrides)) in targets.iter().enumerate() {
             let tl = name
                 .map(|n| format!("target=\"{}\"", label(n)))
                 .unwrap_or_default();
-            self.target_series(&mut o, &tl, check, published, now, i == 0);
+            self.target_series(
+                &mut o,
+                &tl,
+                (name, check, published, overrides),
+                now,
+                i == 0,
+            );
         }
         o.add(
             "mysqlchk_probe_errors_total",
@@ -176,15 +209,39 @@ impl Metrics {
                 ),
             );
         }
-        // Process-wide: in fleet mode the sum over targets (a `target` label comes with
-        // the fleet-wide rules).
+        // Per target in fleet mode (counted on the verdicts the responders give, the
+        // fleet-wide rules included); a single server's, without a `target` label, as
+        // it always was.
         o.add(
             "mysqlchk_transitions_total",
             "counter",
             "Verdict changes seen by the checker, by role and the state changed to.",
             String::new(),
         );
-        for (i, r) in Role::ALL.iter().enumerate() {
+        let named: Vec<&str> = targets.iter().filter_map(|t| t.0).collect();
+        if !named.is_empty() {
+            let counts = lock(&self.target_transitions);
+            for &name in &named {
+                let c = counts.get(name).copied().unwrap_or_default();
+                for (i, r) in Role::ALL.iter().enumerate() {
+                    for (j, s) in TRANSITION_STATES.iter().enumerate() {
+                        o.add(
+                            "mysqlchk_transitions_total",
+                            "",
+                            "",
+                            format!(
+                                "mysqlchk_transitions_total{{target=\"{}\",role=\"{}\",to=\"{}\"}} {}",
+                                label(name),
+                                r.name(),
+                                s.as_str(),
+                                c[i][j]
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        for (i, r) in Role::ALL.iter().enumerate().filter(|_| named.is_empty()) {
             for (j, s) in TRANSITION_STATES.iter().enumerate() {
                 o.add(
                     "mysqlchk_transitions_total",
@@ -247,8 +304,7 @@ impl Metrics {
         &self,
         o: &mut Families,
         tl: &str,
-        check: &Check,
-        published: &Published,
+        (_, check, published, overrides): MetricTarget<'_>,
         now: Instant,
         first: bool,
     ) {
@@ -266,7 +322,7 @@ impl Metrics {
             String::new(),
         );
         for &r in Role::ALL {
-            let v = evaluate(snap.as_deref(), now, check, r, None);
+            let v = evaluate_with(snap.as_deref(), now, check, r, None, overrides);
             o.add(
                 "mysqlchk_role_up",
                 "",
@@ -489,7 +545,12 @@ fn unix_now() -> u64 {
 
 /// One target as the exposition sees it: its name (fleet mode only), settings and
 /// snapshot cell.
-pub(crate) type MetricTarget<'a> = (Option<&'a str>, &'a Check, &'a Published);
+pub(crate) type MetricTarget<'a> = (Option<&'a str>, &'a Check, &'a Published, &'a Overrides);
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A counter map stays usable after a panic elsewhere held the lock.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Series grouped by family in first-seen order, so one `# HELP`/`# TYPE` heads all of
 /// a family's series whichever target they come from.
@@ -695,6 +756,7 @@ mod tests {
             lag: None,
             last_io_errno: 0,
             last_sql_errno: 0,
+            source: String::new(),
         }]);
         published.publish(Snapshot {
             seq: 1,
@@ -706,7 +768,11 @@ mod tests {
             policy: Default::default(),
         });
         let cfg = config();
-        let text = m.render(&[(None, &cfg.check, &published)], false, Instant::now());
+        let text = m.render(
+            &[(None, &cfg.check, &published, &Overrides::default())],
+            false,
+            Instant::now(),
+        );
         // Every family declared once, samples right after their own header.
         let mut seen = std::collections::HashSet::new();
         let mut current = String::new();
@@ -735,5 +801,35 @@ mod tests {
         assert!(text.contains("mysqlchk_transitions_total{role=\"replica\",to=\"down\"} 1"));
         assert!(text.contains("mysqlchk_transitions_total{role=\"health\",to=\"up\"} 0"));
         assert_eq!(text.matches("mysqlchk_transitions_total{").count(), 16);
+    }
+
+    /// Fleet mode: transitions per target (the fleet-wide pass counts them), none
+    /// without the label; a target gone from the fleet is forgotten.
+    #[test]
+    fn fleet_transitions_carry_the_target() {
+        let m = Metrics::new();
+        m.transition(Role::Replica, State::Down);
+        m.target_transition("db1", Role::Replica, State::Down);
+        m.target_transition("db1", Role::Replica, State::Down);
+        m.target_transition("gone", Role::Health, State::Up);
+        m.retain_targets(|n| n != "gone");
+        let (p1, p2) = (Published::new(), Published::new());
+        let cfg = config();
+        let o = Overrides::default();
+        let text = m.render(
+            &[
+                (Some("db1"), &cfg.check, &p1, &o),
+                (Some("db2"), &cfg.check, &p2, &o),
+            ],
+            false,
+            Instant::now(),
+        );
+        assert!(text
+            .contains("mysqlchk_transitions_total{target=\"db1\",role=\"replica\",to=\"down\"} 2"));
+        assert!(text
+            .contains("mysqlchk_transitions_total{target=\"db2\",role=\"replica\",to=\"down\"} 0"));
+        assert_eq!(text.matches("mysqlchk_transitions_total{").count(), 32);
+        assert!(!text.contains("mysqlchk_transitions_total{role="));
+        assert!(lock(&m.target_transitions).get("gone").is_none());
     }
 }

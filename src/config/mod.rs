@@ -298,6 +298,11 @@ pub(crate) struct Check {
     pub(crate) recover_rounds: u32,
     pub(crate) lag_samples: u32,
     pub(crate) full_grace: Duration,
+    /// Fleet-wide rules (README, "Verdict policy"): lag alone never takes a replica
+    /// group below `min_serving` serving replicas (0: off); `galera_single_writer`
+    /// keeps `/primary` up on one node per Galera cluster only.
+    pub(crate) min_serving: u32,
+    pub(crate) galera_single_writer: bool,
 }
 
 impl Check {
@@ -321,6 +326,10 @@ impl Check {
     /// A median over more rounds would only delay every verdict.
     const MAX_LAG_SAMPLES: u64 = 15;
     const DEFAULT_FULL_GRACE: Duration = Duration::from_secs(30);
+    const DEFAULT_MIN_SERVING: u64 = 1;
+    /// More than any replica group could hold.
+    const MAX_MIN_SERVING: u64 = 1000;
+    const DEFAULT_GALERA_SINGLE_WRITER: bool = false;
 
     const KEYS: &'static [KeySpec] = &[
         key("interval", |c| render::duration(c.check.interval)),
@@ -352,6 +361,10 @@ impl Check {
         key("recover_rounds", |c| render::plain(c.check.recover_rounds)),
         key("lag_samples", |c| render::plain(c.check.lag_samples)),
         key("full_grace", |c| render::duration(c.check.full_grace)),
+        key("min_serving", |c| render::plain(c.check.min_serving)),
+        key("galera_single_writer", |c| {
+            render::plain(c.check.galera_single_writer)
+        }),
     ];
 }
 

@@ -138,6 +138,7 @@ mod tests {
              gr_max_applier_queue = 55\ngalera_donor_is_healthy = true\n\
              maintenance_file = \"/tmp/m\"\nmaintenance_status = 503\n\
              lag_recover = \"1h 1s\"\nrecover_rounds = 7\nlag_samples = 5\nfull_grace = \"1m\"\n\
+             min_serving = 2\ngalera_single_writer = true\n\
              [agent]\ndefault_role = \"ro\"\nmaintenance = \"maint\"\nsoft_lag = \"1h\"\n\
              min_weight = \"33%\"\nramp = \"2s 500ms\"\n\
              [log]\nlevel = \"DEBUG\"\nformat = \"json\"\naccess_log = true\n"

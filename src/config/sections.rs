@@ -420,6 +420,18 @@ impl Reader<'_> {
                 Check::MAX_LAG_SAMPLES,
             ) as u32,
             full_grace: self.duration("check", "full_grace", Check::DEFAULT_FULL_GRACE),
+            min_serving: self.number(
+                "check",
+                "min_serving",
+                Check::DEFAULT_MIN_SERVING,
+                0,
+                Check::MAX_MIN_SERVING,
+            ) as u32,
+            galera_single_writer: self.boolean(
+                "check",
+                "galera_single_writer",
+                Check::DEFAULT_GALERA_SINGLE_WRITER,
+            ),
             replication_channels: self
                 .list("check", "replication_channels")
                 .unwrap_or_default(),

@@ -148,6 +148,10 @@ pub struct Channel {
     pub lag: Option<u64>,
     pub last_io_errno: u32,
     pub last_sql_errno: u32,
+    /// The primary it replicates from, `host:port` (host lower-cased; `Master_Host` /
+    /// `Source_Host` and the port); empty when the server does not say. Replicas of one
+    /// source form a replica group for minimum serving (README, "Verdict policy").
+    pub source: String,
 }
 
 impl Channel {
@@ -184,6 +188,14 @@ impl Channel {
                 .and_then(|v| v.trim().parse().ok()),
             last_io_errno: num(&["Last_IO_Errno"]),
             last_sql_errno: num(&["Last_SQL_Errno"]),
+            source: match get(&["Master_Host", "Source_Host"]).map(str::trim) {
+                Some(h) if !h.is_empty() => format!(
+                    "{}:{}",
+                    h.to_ascii_lowercase(),
+                    num(&["Master_Port", "Source_Port"])
+                ),
+                _ => String::new(),
+            },
         }
     }
 }
@@ -417,13 +429,17 @@ mod tests {
         assert_eq!(maria.name, "east");
         assert!(maria.io_running() && maria.sql_running());
         assert_eq!(maria.lag, Some(7));
+        assert_eq!(maria.source, "", "no Master_Host: no source");
         let mysql8 = Channel::from_row(&row(&[
             ("Replica_IO_Running", Some("Connecting")),
             ("Replica_SQL_Running", Some("Yes")),
             ("Seconds_Behind_Source", None),
             ("Last_IO_Errno", Some("2003")),
             ("Channel_Name", Some("")),
+            ("Source_Host", Some("DB1.example")),
+            ("Source_Port", Some("3307")),
         ]));
+        assert_eq!(mysql8.source, "db1.example:3307");
         assert_eq!(mysql8.name, "");
         assert!(!mysql8.io_running());
         assert_eq!(mysql8.lag, None);

@@ -1,12 +1,13 @@
 //! Fleet mode (README "Fleet mode"): one process watching many MySQL targets. This part
 //! sits between `checker` and `respond`: it owns the targets (each one's settings and
 //! published snapshot cell) and answers "which target does this request name"
-//! (`route`); verdicts stay pure and per target.
+//! (`route`); verdicts stay pure and per target, taking as an input what the
+//! fleet-wide rules (`view`: minimum serving, one Galera writer) decided for it.
 //!
 //! Invariants: a [`Fleet`] is immutable once built and replaced whole behind an
 //! `ArcSwap`, so a request takes one load and sees one consistent set of targets; a
 //! target that survives a reload unchanged keeps its `Published` cell (the same `Arc`),
-//! so its snapshot and round count go on; a config without `[[target]]` is a fleet of
+//! so its snapshot and round count go on (and its overrides cell); a config without `[[target]]` is a fleet of
 //! one that is *not* named, and every request goes to it exactly as before; a
 //! configured `[[target]]` wins over a discovered target at the same address or name.
 
@@ -16,13 +17,15 @@ use std::sync::Arc;
 use crate::config::{Config, Target as Address};
 use crate::role::Role;
 use crate::snapshot::Published;
-use crate::verdict::{evaluate, State, Verdict};
+use crate::verdict::{evaluate_with, Overrides, State, Verdict};
+use arc_swap::ArcSwap;
 
 pub(crate) mod discover;
 pub(crate) mod discoverer;
 pub(crate) mod probers;
 pub(crate) mod route;
 pub(crate) mod spread;
+pub(crate) mod view;
 
 /// One watched server: its effective settings (the `[mysql]`/`[check]` defaults with
 /// its own overrides) and the cell its prober publishes to.
@@ -30,6 +33,9 @@ pub(crate) struct Target {
     pub(crate) name: String,
     pub(crate) config: Arc<Config>,
     pub(crate) published: Arc<Published>,
+    /// What the fleet-wide rules decided for it (`view`); the default outside fleet
+    /// mode.
+    pub(crate) overrides: Arc<ArcSwap<Overrides>>,
     pub(crate) origin: Origin,
     /// Discovered, and no longer in the topology: answers `not in topology` until
     /// `forget_after` has passed (then it is no longer in the fleet at all).
@@ -78,6 +84,7 @@ impl Target {
             name: name.into(),
             config,
             published,
+            overrides: Default::default(),
             origin: Origin::Config,
             gone: false,
         }
@@ -102,7 +109,14 @@ impl Target {
             };
         }
         let snap = self.published.latest();
-        evaluate(snap.as_deref(), now, &self.config.check, role, max_lag)
+        evaluate_with(
+            snap.as_deref(),
+            now,
+            &self.config.check,
+            role,
+            max_lag,
+            &self.overrides.load(),
+        )
     }
 }
 
@@ -225,6 +239,12 @@ impl Fleet {
                 .map(|t| t.published.clone())
                 .unwrap_or_else(|| Arc::new(Published::new()))
         };
+        let overrides = |name: &str| {
+            old.filter(|o| o.named)
+                .and_then(|o| o.get(name))
+                .map(|t| t.overrides.clone())
+                .unwrap_or_default()
+        };
         if entries.is_empty() && !named {
             return Fleet::single(Arc::new(Target::configured("", base, cell("", false))));
         }
@@ -234,6 +254,7 @@ impl Fleet {
                 .map(|e| {
                     Arc::new(Target {
                         published: cell(&e.name, true),
+                        overrides: overrides(&e.name),
                         name: e.name,
                         config: e.config,
                         origin: e.origin,

@@ -143,6 +143,7 @@ fn outcome(r: Round) -> Result<Facts, ProbeError> {
         lag,
         last_io_errno: 0,
         last_sql_errno: 0,
+        source: String::new(),
     }]);
     Ok(f)
 }

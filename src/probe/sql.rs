@@ -43,6 +43,10 @@ pub(super) const STATUS_VARIABLES: &[&str] = &[
     "wsrep_cluster_status",
     "wsrep_cluster_size",
     "wsrep_ready",
+    // One Galera writer (README, "Verdict policy"): the node's place in the cluster
+    // view and which cluster it is.
+    "wsrep_local_index",
+    "wsrep_cluster_state_uuid",
 ];
 
 pub(super) fn core_variables_sql() -> String {

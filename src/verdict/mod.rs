@@ -78,6 +78,19 @@ impl Verdict {
     }
 }
 
+/// What the fleet-wide rules (README, "Verdict policy") decided for one target from
+/// every target's latest snapshot; the default changes nothing (a single server, the
+/// command line, a target no rule concerns).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Overrides {
+    /// Minimum serving: this replica is among the least lagged of its group that
+    /// stay up when lag alone would take the group below `check.min_serving`.
+    pub(crate) kept_serving: bool,
+    /// One Galera writer: `Some(w)` on a node that is not its cluster's writer, `w`
+    /// being the writer's `wsrep_local_index` (`/primary` is down there).
+    pub(crate) not_writer: Option<u32>,
+}
+
 /// Evaluate `role` on the latest snapshot.
 pub fn evaluate(
     snapshot: Option<&Snapshot>,
@@ -85,6 +98,18 @@ pub fn evaluate(
     check: &Check,
     role: Role,
     max_lag: Option<Duration>,
+) -> Verdict {
+    evaluate_with(snapshot, now, check, role, max_lag, &Overrides::default())
+}
+
+/// [`evaluate`], with the fleet-wide rules' decisions for this target.
+pub(crate) fn evaluate_with(
+    snapshot: Option<&Snapshot>,
+    now: Instant,
+    check: &Check,
+    role: Role,
+    max_lag: Option<Duration>,
+    overrides: &Overrides,
 ) -> Verdict {
     let Some(snap) = snapshot else {
         return Verdict::new(role, State::Starting, "starting");
@@ -96,6 +121,26 @@ pub fn evaluate(
         role,
         max_lag.unwrap_or(check.max_replication_lag),
     );
+    // Minimum serving is decided on the configured bound; a per-request `?lag=` bound
+    // is the caller's own and is judged as asked.
+    let configured = max_lag.is_none_or(|l| l == check.max_replication_lag);
+    if overrides.kept_serving && configured && snap.maintenance.is_none() && down_on_lag_alone(&v) {
+        let why = v.reason.strip_prefix("replication ").unwrap_or(&v.reason);
+        v.reason = format!("kept serving: least lagged ({why})");
+        v.state = State::Up;
+    }
+    if let (Role::Primary, State::Up, Some(writer)) = (role, v.state, overrides.not_writer) {
+        let own = snap
+            .outcome
+            .as_ref()
+            .ok()
+            .and_then(galera_index)
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        v.state = State::Down;
+        v.reason =
+            format!("not the galera writer (wsrep_local_index {own}, the writer's is {writer})");
+    }
     if let Some(m) = &snap.maintenance {
         match v.state {
             // The operator's word wins over "full": it is the one they will look for.
@@ -177,6 +222,18 @@ fn judge(snap: &Snapshot, now: Instant, check: &Check, role: Role, max_lag: Dura
             }
         }
     }
+}
+
+/// Down for its lag alone: the replica rule got as far as judging a lag (the server
+/// answered, is healthy, every selected channel replicates with a known lag).
+pub(crate) fn down_on_lag_alone(v: &Verdict) -> bool {
+    v.state == State::Down && v.lag.is_some() && !v.maintenance
+}
+
+/// This Galera node's `wsrep_local_index`, if the server reported one.
+pub(crate) fn galera_index(f: &Facts) -> Option<u32> {
+    f.status_var("wsrep_local_index")
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Rules every role shares.
@@ -405,7 +462,7 @@ fn writable(f: &Facts) -> Result<(), String> {
 
 /// The channels `check.replication_channels` selects; Group Replication's own
 /// channels are never async channels.
-fn selected<'a>(channels: &'a [Channel], check: &Check) -> Vec<&'a Channel> {
+pub(crate) fn selected<'a>(channels: &'a [Channel], check: &Check) -> Vec<&'a Channel> {
     channels
         .iter()
         .filter(|c| !c.name.starts_with("group_replication_"))

@@ -29,6 +29,7 @@ fn channel(name: &str, io: &str, sql: &str, lag: Option<u64>) -> Channel {
         lag,
         last_io_errno: 0,
         last_sql_errno: 0,
+        source: String::new(),
     }
 }
 
