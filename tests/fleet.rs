@@ -499,3 +499,84 @@ fn haproxy_marks_servers_up_and_down_through_the_one_checker() {
     t.replica.sql("START SLAVE");
     hap.wait_for_state("mysql-read", "db2", "UP", deadline);
 }
+
+/// Minimum serving (README, "Verdict policy"): two real replicas of one real primary,
+/// both lagging past the bound behind one fleet checker with `min_serving = 1`: the
+/// least lagged stays up, saying why, the other goes down; the transitions counter
+/// names the target.
+#[test]
+fn lag_alone_never_takes_the_last_replica_of_a_primary_down() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let primary = MariaDb::start();
+    primary.create_checker_user("chk", PASSWORD);
+    primary.sql("CREATE DATABASE lagtest; CREATE TABLE lagtest.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)");
+    let near = MariaDb::start_replica_of(&primary);
+    let far = MariaDb::start_replica_of(&primary);
+    near.sync_with(&primary);
+    far.sync_with(&primary);
+    // Delayed replication: both past the 3 s bound while the primary is written to,
+    // one clearly more than the other.
+    near.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=6; START SLAVE");
+    far.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=12; START SLAVE");
+    near.wait_replication_running(Duration::from_secs(10));
+    far.wait_replication_running(Duration::from_secs(10));
+    let targets = target("near", &near, "") + &target("far", &far, "");
+    let (d, _agent, _flags) = start(&format!(
+        "max_replication_lag = \"3s\"\nmin_serving = 1\n{targets}"
+    ));
+    let p = d.http_port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let port = primary.port();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::process::Command::new("mariadb")
+                    .args([
+                        "--protocol=TCP",
+                        "-h127.0.0.1",
+                        &format!("-P{port}"),
+                        "-uroot",
+                        "-e",
+                        "INSERT INTO lagtest.t (v) VALUES (1)",
+                    ])
+                    .output();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let mut last = (String::new(), String::new());
+    wait_until(Duration::from_secs(60), "both past the bound", || {
+        let (fs, fb) = http_get(p, "/far/replica");
+        let (ns, nb) = http_get(p, "/near/replica");
+        last = (nb.clone(), fb.clone());
+        fs == 503
+            && fb.contains("exceeds 3s")
+            && ns == 200
+            && nb.starts_with("replica: up - kept serving: least lagged (lag ")
+            && nb.contains("exceeds 3s)")
+    });
+    eprintln!("kept: {} / out: {}", last.0.trim(), last.1.trim());
+    // Held: exactly one serves, whichever moment HAProxy asks.
+    let hold = Instant::now();
+    while hold.elapsed() < Duration::from_secs(3) {
+        let (ns, nb) = http_get(p, "/near/replica");
+        let (fs, fb) = http_get(p, "/far/replica");
+        assert_eq!((ns, fs), (200, 503), "{nb} / {fb}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = http_get(p, "/metrics").1;
+    assert!(
+        metrics
+            .contains("mysqlchk_transitions_total{target=\"far\",role=\"replica\",to=\"down\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("mysqlchk_transitions_total{role="),
+        "{metrics}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+}

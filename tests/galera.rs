@@ -546,3 +546,144 @@ fn read_only_node_is_healthy_but_not_primary() {
     // read_only is local: the other nodes stay writable.
     assert_eq!(cluster.node(0).sql("SELECT @@read_only").trim(), "0");
 }
+
+/// A fleet `mysqlchk serve` watching every node of the cluster (targets `g0`,
+/// `g1`, ...) with one Galera writer; returns once every target has answered.
+fn fleet_daemon(cluster: &GaleraCluster) -> Daemon {
+    let targets: String = (0..cluster.len())
+        .map(|i| {
+            format!(
+                "[[target]]\nname = \"g{i}\"\nhost = \"127.0.0.1\"\nport = {}\n",
+                cluster.node(i).port()
+            )
+        })
+        .collect();
+    let config = format!(
+        "[listen]\nhttp = [\"127.0.0.1:{http}\"]\n\n\
+         [mysql]\nuser = \"{CHECKER_USER}\"\n\
+         connect_timeout = \"1s\"\nssl_mode = \"disabled\"\n\n\
+         [check]\ninterval = \"{INTERVAL_MS}ms\"\ntimeout = \"250ms\"\nstale_after = \"3s\"\n\
+         galera_single_writer = true\n\n{targets}",
+        http = free_port(),
+    );
+    let d = Daemon::start(
+        &config,
+        &[
+            ("MYSQLCHK_MYSQL_PASSWORD", CHECKER_PASSWORD),
+            ("MYSQLCHK_CHECK_MAINTENANCE_FILE", "{config}.maintenance"),
+        ],
+    );
+    let start = Instant::now();
+    while (0..cluster.len()).any(|i| {
+        http_get(d.http_port(), &format!("/g{i}"))
+            .1
+            .contains("starting")
+    }) {
+        assert!(
+            start.elapsed() < QUICK,
+            "fleet daemon still starting:\n{}",
+            d.log()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    d
+}
+
+/// The targets whose `/primary` is up on `d`, and every `/primary` line.
+fn writers(cluster: &GaleraCluster, d: &Daemon) -> (Vec<usize>, Vec<String>) {
+    let mut up = Vec::new();
+    let mut lines = Vec::new();
+    for i in 0..cluster.len() {
+        let (status, body) = http_get(d.http_port(), &format!("/g{i}/primary"));
+        if status == 200 {
+            up.push(i);
+        }
+        lines.push(format!("g{i}: {status} {}", body.trim_end()));
+    }
+    (up, lines)
+}
+
+/// Waits until both fleet checkers name the same single writer, other than `not`.
+fn agreed_writer(
+    cluster: &GaleraCluster,
+    a: &Daemon,
+    b: &Daemon,
+    not: Option<usize>,
+    deadline: Duration,
+) -> (usize, Duration) {
+    let start = Instant::now();
+    loop {
+        let (wa, la) = writers(cluster, a);
+        let (wb, lb) = writers(cluster, b);
+        if wa.len() == 1 && wa == wb && Some(wa[0]) != not {
+            return (wa[0], start.elapsed());
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "no agreed writer after {deadline:?}:\n  a: {la:?}\n  b: {lb:?}\n  indices: {:?}",
+            (0..cluster.len())
+                .map(|i| cluster.status(i, "wsrep_local_index"))
+                .collect::<Vec<_>>()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One Galera writer (README, "Verdict policy"): two fleet checkers name the same
+/// writer, the healthy node with the lowest `wsrep_local_index`; when it leaves the
+/// cluster (isolated), both name the same new one.
+#[test]
+fn every_fleet_checker_names_the_same_galera_writer() {
+    let cluster = cluster();
+    let a = fleet_daemon(&cluster);
+    let b = fleet_daemon(&cluster);
+    let (writer, took) = agreed_writer(&cluster, &a, &b, None, QUICK);
+    eprintln!("writer g{writer} after {}", ms(took));
+    let lowest = (0..cluster.len())
+        .min_by_key(|&i| {
+            cluster
+                .status(i, "wsrep_local_index")
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .unwrap_or(u32::MAX)
+        })
+        .unwrap();
+    assert_eq!(writer, lowest, "the writer is the lowest wsrep_local_index");
+    // Held: the others say why they are not primaries; every role but /primary is up.
+    let hold = Instant::now();
+    while hold.elapsed() < Duration::from_secs(2) {
+        for d in [&a, &b] {
+            let (up, lines) = writers(&cluster, d);
+            assert_eq!(up, [writer], "{lines:?}");
+            for (i, line) in lines.iter().enumerate().filter(|(i, _)| *i != writer) {
+                assert!(
+                    line.starts_with(&format!(
+                        "g{i}: 503 primary: down - not the galera writer (wsrep_local_index "
+                    )),
+                    "{line}"
+                );
+            }
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    for i in 0..cluster.len() {
+        let (status, body) = http_get(a.http_port(), &format!("/g{i}/read-only"));
+        assert_eq!(status, 200, "g{i}: {body}");
+    }
+
+    cluster.node(writer).set_isolated(true);
+    let (new, took) = agreed_writer(&cluster, &a, &b, Some(writer), Duration::from_secs(60));
+    eprintln!(
+        "writer g{writer} isolated: both name g{new} after {}",
+        ms(took)
+    );
+    let (status, body) = http_get(a.http_port(), &format!("/g{writer}/primary"));
+    assert_eq!(status, 503, "{body}");
+    let metrics = http_get(a.http_port(), "/metrics").1;
+    assert!(
+        metrics.contains(&format!(
+            "mysqlchk_transitions_total{{target=\"g{new}\",role=\"primary\",to=\"up\"}} "
+        )),
+        "{metrics}"
+    );
+    cluster.node(writer).set_isolated(false);
+}

@@ -32,14 +32,21 @@ pub(crate) struct Member<'a> {
 }
 
 /// A replica group member: its replica verdict's state, and its judged lag when lag
-/// alone takes it down.
+/// alone takes it down (less the hysteresis width if it was kept serving).
 type Replica<'m, 'a> = (&'m Member<'a>, State, Option<u64>);
 /// A Galera cluster: (`wsrep_local_index`, name) of the nodes that may write, and the
 /// names of all its nodes.
 type Cluster<'a> = (Vec<(u32, &'a str)>, Vec<&'a str>);
 
-/// The decisions of one pass, by target name (only targets a rule changes).
-pub(crate) fn compute(members: &[Member<'_>], now: Instant) -> BTreeMap<String, Overrides> {
+/// The decisions of one pass, by target name (only targets a rule changes); `before`
+/// is the previous pass's (a replica kept serving stays kept until another is less
+/// lagged by more than the hysteresis width, `max_replication_lag - lag_recover`, so
+/// two replicas lagging alike do not take turns).
+pub(crate) fn compute(
+    members: &[Member<'_>],
+    before: &BTreeMap<String, Overrides>,
+    now: Instant,
+) -> BTreeMap<String, Overrides> {
     let mut out: BTreeMap<String, Overrides> = BTreeMap::new();
     // Replica groups: the replicas of one source (all their selected channels' sources)
     // and Galera clusters (by `wsrep_cluster_state_uuid`).
@@ -51,7 +58,18 @@ pub(crate) fn compute(members: &[Member<'_>], now: Instant) -> BTreeMap<String, 
         };
         if let Some(key) = replica_group(facts, m.check) {
             let v = evaluate(m.snap, now, m.check, Role::Replica, None);
-            let lag = down_on_lag_alone(&v).then_some(v.lag).flatten();
+            let lag = down_on_lag_alone(&v).then_some(v.lag).flatten().map(|l| {
+                let kept = before.get(m.name).is_some_and(|o| o.kept_serving);
+                let width = m
+                    .check
+                    .max_replication_lag
+                    .saturating_sub(m.check.lag_recover);
+                if kept {
+                    l.saturating_sub(width.as_secs())
+                } else {
+                    l
+                }
+            });
             groups.entry(key).or_default().push((m, v.state, lag));
         }
         if m.check.galera_single_writer && facts.galera() {
@@ -77,7 +95,8 @@ pub(crate) fn compute(members: &[Member<'_>], now: Instant) -> BTreeMap<String, 
             .max()
             .unwrap_or(0) as usize;
         let serving = g.iter().filter(|(_, s, _)| *s == State::Up).count();
-        // Least lagged first; equal lags by name, so every checker keeps the same ones.
+        // Least lagged first; equal lags by name, so checkers that saw the same rounds
+        // keep the same ones.
         g.sort_by(|a, b| a.2.cmp(&b.2).then(a.0.name.cmp(b.0.name)));
         let kept = g
             .iter()
@@ -130,6 +149,7 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let mut last: HashMap<(String, Role), State> = HashMap::new();
+    let mut decided = BTreeMap::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -141,17 +161,19 @@ pub(crate) async fn run(
         if !fleet.is_named() {
             continue;
         }
-        pass(&fleet, &metrics, &mut last, Instant::now());
+        decided = pass(&fleet, &metrics, &decided, &mut last, Instant::now());
     }
 }
 
-/// One pass over `fleet` at `now` (`last`: each target's verdicts at the previous one).
+/// One pass over `fleet` at `now` (`before`: the previous pass's decisions, returned
+/// anew; `last`: each target's verdicts at the previous pass).
 pub(crate) fn pass(
     fleet: &Fleet,
     metrics: &Metrics,
+    before: &BTreeMap<String, Overrides>,
     last: &mut HashMap<(String, Role), State>,
     now: Instant,
-) {
+) -> BTreeMap<String, Overrides> {
     let snaps: Vec<_> = fleet
         .targets()
         .iter()
@@ -167,7 +189,7 @@ pub(crate) fn pass(
             snap: s.as_deref(),
         })
         .collect();
-    let decided = compute(&members, now);
+    let decided = compute(&members, before, now);
     for t in fleet.targets() {
         let o = decided.get(&t.name).cloned().unwrap_or_default();
         if **t.overrides.load() != o {
@@ -188,6 +210,7 @@ pub(crate) fn pass(
             }
         }
     }
+    decided
 }
 
 #[cfg(test)]

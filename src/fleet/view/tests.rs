@@ -87,7 +87,7 @@ fn kept(extra: &str, replicas: &[R]) -> Vec<String> {
             snap: Some(s),
         })
         .collect();
-    compute(&members, Instant::now())
+    compute(&members, &BTreeMap::new(), Instant::now())
         .into_iter()
         .filter(|(_, o)| o.kept_serving)
         .map(|(n, _)| n)
@@ -134,6 +134,44 @@ fn minimum_serving_keeps_the_least_lagged() {
     ];
     for (i, (extra, replicas, want)) in cases.iter().enumerate() {
         assert_eq!(kept(extra, replicas), *want, "case {i}");
+    }
+}
+
+#[test]
+fn the_kept_replica_stays_kept_within_the_hysteresis_width() {
+    // Bound 30 s, recovering at 15 s: a kept replica yields only to one more than
+    // 15 s less lagged.
+    let c = check("");
+    let round = |lags: [u64; 2], before: &BTreeMap<String, Overrides>| {
+        let snaps = lags.map(|l| replica(R::Lag(A, l)));
+        let members: Vec<Member<'_>> = ["r1", "r2"]
+            .iter()
+            .zip(&snaps)
+            .map(|(n, s)| Member {
+                name: n,
+                check: &c,
+                snap: Some(s),
+            })
+            .collect();
+        compute(&members, before, Instant::now())
+    };
+    let kept = |d: &BTreeMap<String, Overrides>| {
+        d.iter()
+            .filter(|(_, o)| o.kept_serving)
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>()
+    };
+    let mut d = round([40, 41], &BTreeMap::new());
+    assert_eq!(kept(&d), ["r1"]);
+    for (lags, want) in [
+        ([45, 40], "r1"),
+        ([55, 40], "r1"),
+        ([56, 40], "r2"),
+        ([40, 50], "r2"),
+        ([40, 56], "r1"),
+    ] {
+        d = round(lags, &d);
+        assert_eq!(kept(&d), [want], "{lags:?}");
     }
 }
 
@@ -216,7 +254,7 @@ fn primaries(extra: &str, nodes: &[Snapshot]) -> Vec<String> {
         })
         .collect();
     let now = Instant::now();
-    let decided = compute(&members, now);
+    let decided = compute(&members, &BTreeMap::new(), now);
     names
         .iter()
         .zip(nodes)
