@@ -1030,7 +1030,19 @@ fn drill_3_replication_lag() {
                 .all(|s| field(&st, "mysql-read", s, "agent_status").contains("L7OK"))
         },
     );
-    let full_weight = field(&stats(&sock), "mysql-read", "db2", "weight");
+    // The generated config gives every reader `weight 100`; a replica that came back
+    // while the pair was being set up may still be ramping (README, "Verdict
+    // policy"), so wait for db2 to reach it before taking it as the full weight.
+    let full_weight = {
+        let start = Instant::now();
+        loop {
+            let w = field(&stats(&sock), "mysql-read", "db2", "weight");
+            if w == "100" || start.elapsed() > RAMP + AGENT_INTER + SLACK {
+                break w;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    };
     let mut problems = Vec::new();
 
     // Delayed replication shows lag only while the primary is written to.
