@@ -422,11 +422,12 @@ fn fleet_daemon(primary_port: u16, replica_port: u16, maint: &Path) -> Daemon {
     d
 }
 
-/// `mysqlchk maintenance on` for `d`'s config.
-fn maintenance_on(d: &Daemon) {
+/// `mysqlchk maintenance on` for `d`'s config (and `target`, a fleet checker's).
+fn maintenance_on(d: &Daemon, target: Option<&str>) {
     let out = Command::new(env!("CARGO_BIN_EXE_mysqlchk"))
         .args(["maintenance", "on", "--reason", "monitoring test", "-c"])
         .arg(d.config_path())
+        .args(target.map(|t| ["--target", t]).into_iter().flatten())
         .env("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)
         .output()
         .expect("mysqlchk maintenance");
@@ -504,8 +505,9 @@ fn a_real_prometheus_has_data_for_every_panel_and_runs_the_alert_rules() {
         prom.query("up == 1").len() == 6
     });
     // Scraped before and after: pushes (`state drain`) and transitions (to
-    // maintenance) that a rate sees.
-    maintenance_on(&pusher);
+    // maintenance) that a rate sees, also a fleet target's (`target` label).
+    maintenance_on(&pusher, None);
+    maintenance_on(&fleet, Some("db2"));
 
     // The dashboard's variables, in order (later ones may use earlier ones), each
     // with every value it offers selected.
