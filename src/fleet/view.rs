@@ -179,10 +179,13 @@ pub(crate) fn pass(
         .iter()
         .map(|t| t.published.latest())
         .collect();
+    // A discovered target gone from the topology answers down whatever its snapshot
+    // says: it serves no group and writes for no cluster.
     let members: Vec<Member<'_>> = fleet
         .targets()
         .iter()
         .zip(&snaps)
+        .filter(|(t, _)| !t.gone)
         .map(|(t, s)| Member {
             name: &t.name,
             check: &t.config.check,
