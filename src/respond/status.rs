@@ -24,28 +24,65 @@ pub(crate) fn render(
     push: Option<&crate::push::stats::Stats>,
     now: Instant,
 ) -> String {
-    let mut doc = match (fleet.is_named(), fleet.targets()) {
-        (false, [t]) => target(t, now),
-        (_, targets) => {
-            let list: Vec<Value> = targets
-                .iter()
-                .map(|t| {
-                    let mut v = json!({"name": t.name});
-                    if let (Value::Object(o), Value::Object(more)) = (&mut v, target(t, now)) {
-                        o.extend(more);
-                    }
-                    v
-                })
-                .collect();
-            json!({"version": env!("CARGO_PKG_VERSION"), "targets": list})
+    let haproxy = push
+        .filter(|_| !config.haproxy.is_empty())
+        .map(|p| crate::push::status(p, now));
+    let mut out = match (fleet.is_named(), fleet.targets()) {
+        (false, [t]) => {
+            let mut doc = target(t, now);
+            if let Some(h) = haproxy {
+                doc["haproxy"] = h;
+            }
+            pretty(&doc, 0)
         }
+        (_, targets) => fleet_doc(targets, haproxy, now),
     };
-    if let Some(p) = push.filter(|_| !config.haproxy.is_empty()) {
-        doc["haproxy"] = crate::push::status(p, now);
-    }
-    let mut out = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
     out.push('\n');
     out
+}
+
+/// The fleet document, one target at a time: the whole tree of a thousand targets
+/// (tens of MiB of small allocations) would be built for every request and left as
+/// heap fragmentation, most of the checker's resident memory (README "Benchmarks",
+/// fleet mode). The text is exactly what `to_string_pretty` of the whole tree gives:
+/// keys in sorted order (`haproxy`, `targets`, `version`), two-space indentation.
+fn fleet_doc(targets: &[std::sync::Arc<Target>], haproxy: Option<Value>, now: Instant) -> String {
+    let mut out = String::from("{\n");
+    if let Some(h) = haproxy {
+        out.push_str("  \"haproxy\": ");
+        out.push_str(&pretty(&h, 2));
+        out.push_str(",\n");
+    }
+    if targets.is_empty() {
+        out.push_str("  \"targets\": [],\n");
+    } else {
+        out.push_str("  \"targets\": [\n");
+        for (i, t) in targets.iter().enumerate() {
+            let mut v = json!({"name": t.name});
+            if let (Value::Object(o), Value::Object(more)) = (&mut v, target(t, now)) {
+                o.extend(more);
+            }
+            out.push_str("    ");
+            out.push_str(&pretty(&v, 4));
+            out.push_str(if i + 1 < targets.len() { ",\n" } else { "\n" });
+        }
+        out.push_str("  ],\n");
+    }
+    out.push_str("  \"version\": ");
+    out.push_str(&pretty(&json!(env!("CARGO_PKG_VERSION")), 2));
+    out.push_str("\n}");
+    out
+}
+
+/// `v` pretty-printed as if nested `indent` spaces deep (its first line is not
+/// indented: it follows a key or the caller's indentation). JSON strings never hold a
+/// raw newline, so every newline in the text is one of the printer's own.
+fn pretty(v: &Value, indent: usize) -> String {
+    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into());
+    if indent == 0 {
+        return text;
+    }
+    text.replace('\n', &format!("\n{}", " ".repeat(indent)))
 }
 
 fn target(t: &Target, now: Instant) -> Value {
@@ -159,4 +196,65 @@ fn summary(c: &Config) -> Value {
             "maintenance_file": c.check.maintenance_file.display().to_string(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{ProbeError, Reason, Step};
+    use std::time::{Duration, SystemTime};
+
+    /// What the fleet document was before it was written one target at a time: the
+    /// whole tree, pretty-printed at once.
+    fn whole_tree(
+        targets: &[std::sync::Arc<Target>],
+        haproxy: Option<Value>,
+        now: Instant,
+    ) -> String {
+        let list: Vec<Value> = targets
+            .iter()
+            .map(|t| {
+                let mut v = json!({"name": t.name});
+                if let (Value::Object(o), Value::Object(more)) = (&mut v, target(t, now)) {
+                    o.extend(more);
+                }
+                v
+            })
+            .collect();
+        let mut doc = json!({"version": env!("CARGO_PKG_VERSION"), "targets": list});
+        if let Some(h) = haproxy {
+            doc["haproxy"] = h;
+        }
+        serde_json::to_string_pretty(&doc).unwrap()
+    }
+
+    #[test]
+    fn the_fleet_document_reads_exactly_as_the_whole_tree_would() {
+        let f = crate::fleet::tests::fleet(&[("db1", "10.0.0.2", 3306), ("db2", "10.0.0.3", 3306)]);
+        // One target with a snapshot (an error with a message), one without.
+        f.targets()[0].published.publish(Snapshot {
+            seq: 7,
+            taken: Instant::now(),
+            wall: SystemTime::now(),
+            duration: Duration::from_millis(3),
+            outcome: Err(ProbeError {
+                reason: Reason::Refused,
+                step: Step::Connect,
+                code: Some(2003),
+                detail: "can't connect \"x\"\nsecond line".into(),
+            }),
+            maintenance: None,
+        });
+        let now = Instant::now();
+        let h = json!({"sockets": [{"path": "/run/haproxy.sock", "ok": true}], "n": 1});
+        for (targets, haproxy) in [
+            (f.targets(), None),
+            (f.targets(), Some(h.clone())),
+            (&f.targets()[1..], None),
+            (&f.targets()[..0], Some(h)),
+        ] {
+            let got = fleet_doc(targets, haproxy.clone(), now);
+            assert_eq!(got, whole_tree(targets, haproxy, now));
+        }
+    }
 }
