@@ -118,6 +118,8 @@ PIDS=()
 cleanup() {
     local rc=$? pid i
     trap - EXIT INT TERM
+    # A --wrap command's child (the checker itself) first, by its parent's pid.
+    for pid in "${PIDS[@]}"; do pkill -TERM -P "$pid" 2>/dev/null || true; done
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
     for _ in $(seq 100); do
         local alive=0
@@ -262,6 +264,7 @@ wait_ready() { # pid port n deadline_s
     die "mysqlchk on $2 not ready (N=$3) within $4 s"
 }
 stop_pid() {
+    pkill -TERM -P "$1" 2>/dev/null || true
     kill -TERM "$1" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
     kill -KILL "$1" 2>/dev/null || true
