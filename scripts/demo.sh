@@ -4,6 +4,8 @@
 # listener (checks /replica with a lag bound), plus its stats page.
 #
 #   bash scripts/demo.sh          start it (installs packages if missing, builds)
+#   bash scripts/demo.sh fleet    the same servers, but ONE fleet mysqlchk beside HAProxy
+#                                 watches both (nothing of ours beside the MariaDB servers)
 #   bash scripts/demo.sh stop     stop it and remove its files
 #
 # Everything lives in $MYSQLCHK_DEMO_DIR (default /tmp/mysqlchk-demo).
@@ -17,6 +19,7 @@ P_CHK=29200 R_CHK=29210          # mysqlchk HTTP ports
 P_AGENT=29201 R_AGENT=29211      # mysqlchk agent-check ports
 W_PORT=23300 R_PORT=23301        # HAProxy write / read listeners
 STATS=28404                      # HAProxy stats page
+F_CHK=29300 F_AGENT=29301        # the fleet checker's HTTP / agent ports (demo.sh fleet)
 
 stop() {
     for f in "$DIR"/*.pid; do
@@ -36,6 +39,11 @@ if [ "${1:-}" = "stop" ]; then
     echo "demo stopped, $DIR removed"
     exit 0
 fi
+FLEET=0
+[ "${1:-}" = "fleet" ] && FLEET=1
+# HAProxy's server names are the fleet's target names (endpoint words such as
+# "primary" cannot name a target, so the fleet demo calls them db1 and db2).
+if [ $FLEET = 1 ]; then P_NAME=db1 R_NAME=db2; else P_NAME=primary R_NAME=replica; fi
 
 bash scripts/install-deps.sh
 echo "== building mysqlchk (release)"
@@ -94,7 +102,7 @@ sql $R_SQL "SET GLOBAL read_only=ON;
     START SLAVE;"
 sql $P_SQL "CREATE DATABASE demo; CREATE TABLE demo.t (id INT PRIMARY KEY AUTO_INCREMENT, at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);"
 
-echo "== starting one mysqlchk per server"
+[ $FLEET = 1 ] || echo "== starting one mysqlchk per server"
 start_chk() { # name sql_port http agent
     cat >"$DIR/$1.toml" <<EOT
 [listen]
@@ -115,8 +123,41 @@ EOT
     "$BIN" serve -c "$DIR/$1.toml" >"$DIR/mysqlchk-$1.log" 2>&1 &
     echo $! >"$DIR/mysqlchk-$1.pid"
 }
-start_chk primary $P_SQL $P_CHK $P_AGENT
-start_chk replica $R_SQL $R_CHK $R_AGENT
+start_fleet() {
+    cat >"$DIR/fleet.toml" <<EOT
+[listen]
+http = ["127.0.0.1:$F_CHK"]
+agent = ["127.0.0.1:$F_AGENT"]
+
+[mysql]
+user = "mysqlchk"
+password_file = "$DIR/password"
+
+[check]
+interval = "1s"
+max_replication_lag = "30s"
+maintenance_file = "$DIR/maintenance"
+
+[[target]]
+name = "$P_NAME"
+host = "127.0.0.1"
+port = $P_SQL
+
+[[target]]
+name = "$R_NAME"
+host = "127.0.0.1"
+port = $R_SQL
+EOT
+    "$BIN" serve -c "$DIR/fleet.toml" >"$DIR/mysqlchk-fleet.log" 2>&1 &
+    echo $! >"$DIR/mysqlchk-fleet.pid"
+}
+if [ $FLEET = 1 ]; then
+    echo "== starting one fleet mysqlchk for both servers (:$F_CHK, agent :$F_AGENT)"
+    start_fleet
+else
+    start_chk primary $P_SQL $P_CHK $P_AGENT
+    start_chk replica $R_SQL $R_CHK $R_AGENT
+fi
 
 echo "== starting HAProxy (write :$W_PORT, read :$R_PORT, stats :$STATS)"
 echo 1 >"$DIR/server-state"
@@ -127,10 +168,20 @@ global
 
 EOT
     # The configuration the product generates, with each server's own mysqlchk ports.
-    "$BIN" haproxy-config --bind 127.0.0.1 --write-port $W_PORT --read-port $R_PORT \
-        --servers "primary=127.0.0.1:$P_SQL@$P_CHK/$P_AGENT,replica=127.0.0.1:$R_SQL@$R_CHK/$R_AGENT" \
-        --read-fallback --max-lag 30s --stats 127.0.0.1:$STATS --state-file "$DIR/server-state" \
-        --stats-socket "$DIR/haproxy.sock"
+    if [ $FLEET = 1 ]; then
+        # Every check goes to the one fleet checker, which tells the servers apart by
+        # HAProxy's send-state header (HTTP) and by the agent-send word (agent).
+        "$BIN" haproxy-config --bind 127.0.0.1 --write-port $W_PORT --read-port $R_PORT \
+            --servers "$P_NAME=127.0.0.1:$P_SQL,$R_NAME=127.0.0.1:$R_SQL" \
+            --fleet 127.0.0.1:$F_CHK --fleet-agent 127.0.0.1:$F_AGENT \
+            --read-fallback --max-lag 30s --stats 127.0.0.1:$STATS --state-file "$DIR/server-state" \
+            --stats-socket "$DIR/haproxy.sock"
+    else
+        "$BIN" haproxy-config --bind 127.0.0.1 --write-port $W_PORT --read-port $R_PORT \
+            --servers "primary=127.0.0.1:$P_SQL@$P_CHK/$P_AGENT,replica=127.0.0.1:$R_SQL@$R_CHK/$R_AGENT" \
+            --read-fallback --max-lag 30s --stats 127.0.0.1:$STATS --state-file "$DIR/server-state" \
+            --stats-socket "$DIR/haproxy.sock"
+    fi
 } >"$DIR/haproxy.cfg"
 haproxy -dW -c -f "$DIR/haproxy.cfg" >/dev/null
 haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
@@ -139,7 +190,7 @@ echo $! >"$DIR/haproxy.pid"
 echo "== waiting for HAProxy to see both servers (reader: rise 3 x inter 2s)"
 for _ in $(seq 1 150); do
     st=$(echo "show stat" | socat - "UNIX-CONNECT:$DIR/haproxy.sock" 2>/dev/null || true)
-    if echo "$st" | grep -q '^mysql-write,primary,.*,UP,' && echo "$st" | grep -q '^mysql-read-replicas,replica,.*,UP,'; then
+    if echo "$st" | grep -q "^mysql-write,$P_NAME,.*,UP," && echo "$st" | grep -q "^mysql-read-replicas,$R_NAME,.*,UP,"; then
         break
     fi
     sleep 0.2
@@ -147,11 +198,17 @@ done
 
 echo
 echo "== what mysqlchk answers"
-for pair in "primary $P_CHK" "replica $R_CHK"; do
+if [ $FLEET = 1 ]; then
+    # One checker: the target is named by a path prefix (HAProxy uses its header).
+    pairs=("$P_NAME $F_CHK /$P_NAME" "$R_NAME $F_CHK /$R_NAME")
+else
+    pairs=("primary $P_CHK" "replica $R_CHK")
+fi
+for pair in "${pairs[@]}"; do
     set -- $pair
     for path in / /primary /replica /read-only; do
         printf '  %-8s %-11s ' "$1" "$path"
-        curl -s -o /dev/stdout -w '  [%{http_code}]\n' "http://127.0.0.1:$2$path" | tr -d '\n'
+        curl -s -o /dev/stdout -w '  [%{http_code}]\n' "http://127.0.0.1:$2${3:-}$path" | tr -d '\n'
         echo
     done
 done
@@ -162,6 +219,25 @@ mariadb --protocol=TCP -h127.0.0.1 -P$W_PORT -uapp -papp -N -e 'SELECT @@port'
 printf '  read listener  :%s -> MariaDB port ' $R_PORT
 mariadb --protocol=TCP -h127.0.0.1 -P$R_PORT -uapp -papp -N -e 'SELECT @@port'
 
+if [ $FLEET = 1 ]; then
+cat <<EOT
+
+The fleet demo is running (files in $DIR):
+  MariaDB $P_NAME (primary) 127.0.0.1:$P_SQL   $R_NAME (replica) 127.0.0.1:$R_SQL   (root, no password)
+  mysqlchk (fleet)  http://127.0.0.1:$F_CHK/$P_NAME/primary  http://127.0.0.1:$F_CHK/$R_NAME/replica
+                    agent-check port $F_AGENT; try /status, /metrics (every target)
+  HAProxy           write 127.0.0.1:$W_PORT  read 127.0.0.1:$R_PORT  (user app / app)
+                    stats http://127.0.0.1:$STATS/   config $DIR/haproxy.cfg
+                    (made by: mysqlchk haproxy-config --fleet ...)
+Try:
+  $BIN maintenance on --target $R_NAME --reason test -c $DIR/fleet.toml   # drain the replica
+  $BIN check replica --target $R_NAME -c $DIR/fleet.toml
+  mariadb -h127.0.0.1 -P$R_SQL -uroot -e 'STOP SLAVE SQL_THREAD'  # replica goes DOWN
+Stop it:
+  bash scripts/demo.sh stop
+EOT
+exit 0
+fi
 cat <<EOT
 
 The demo is running (files in $DIR):

@@ -1,5 +1,7 @@
 //! The periodic loop: one probe round per `check.interval`, never two at once, each
 //! published as an immutable snapshot; transitions and error episodes logged once.
+//! The checker owns the verdict policy's memory (`crate::policy`): it advances it once
+//! per round and copies it into the snapshot before publishing.
 //!
 //! Invariants: a round's result (also a failure) is published as soon as it ends; the
 //! loop beats the heartbeat `/live` reads every iteration; a panic in a round is
@@ -18,11 +20,12 @@ use crate::config::{Check, Config};
 use crate::facts::{ProbeError, Reason, Step};
 use crate::maintenance;
 use crate::metrics::Metrics;
+use crate::policy::Policy;
 use crate::probe::Probe;
 use crate::push::desired::Verdicts;
 use crate::role::Role;
 use crate::snapshot::{Published, Snapshot};
-use crate::verdict::{evaluate, State};
+use crate::verdict::{evaluate, round_lag, State};
 
 /// Run one direct round (for `check` and `inetd`): connect, read, close.
 pub async fn direct_round(config: &Config) -> Snapshot {
@@ -30,7 +33,19 @@ pub async fn direct_round(config: &Config) -> Snapshot {
     let started = Instant::now();
     let outcome = probe.round().await;
     probe.close().await;
-    snapshot(1, started, outcome, &config.check).await
+    let mut snap = snapshot(1, started, outcome, &config.check).await;
+    // One round remembers only itself: median and hysteresis judge this round alone,
+    // and a full server drains (its grace starts now).
+    let mut policy = Policy::default();
+    advance(&mut policy, &snap, &config.check);
+    snap.policy = policy;
+    snap
+}
+
+/// Feed a finished round to the policy.
+fn advance(policy: &mut Policy, snap: &Snapshot, check: &Check) {
+    let lag = snap.outcome.as_ref().ok().and_then(|f| round_lag(f, check));
+    policy.advance(&snap.outcome, lag, snap.taken, check);
 }
 
 async fn snapshot(
@@ -50,14 +65,17 @@ async fn snapshot(
         duration: taken - started,
         outcome,
         maintenance,
+        policy: Policy::default(),
     }
 }
 
-/// Remembers what was last logged so that logs say what changed, once.
+/// Remembers what was last logged so that logs say what changed, once, and the
+/// verdict policy's memory across rounds.
 #[derive(Default)]
 pub struct Transitions {
     states: HashMap<Role, State>,
     episode: Option<Reason>,
+    policy: Policy,
 }
 
 /// A change of error episode: a round failing for a new reason, or the first success
@@ -81,16 +99,22 @@ impl Transitions {
         }
     }
 
-    /// Log what changed between the previous snapshot and `snap`.
-    pub fn observe(&mut self, snap: &Snapshot, check: &Check) {
+    /// Take in the round `snap` (filling in its policy memory), log what changed since
+    /// the previous one, and return the roles whose verdict changed, with their new state.
+    pub fn observe(&mut self, snap: &mut Snapshot, check: &Check) -> Vec<(Role, State)> {
+        advance(&mut self.policy, snap, check);
+        snap.policy = self.policy.clone();
         let mut changed = Vec::new();
+        let mut moved = Vec::new();
         let mut why = None;
         let first = self.states.is_empty();
         for &role in Role::ALL {
             let v = evaluate(Some(snap), snap.taken, check, role, None);
+            self.policy.note(role, v.state == State::Up, snap.taken);
             let before = self.states.insert(role, v.state);
             let before = before.unwrap_or(State::Starting);
             if before != v.state {
+                moved.push((role, v.state));
                 changed.push(format!(
                     "{} {}->{}",
                     role.name(),
@@ -111,7 +135,14 @@ impl Transitions {
                 None => tracing::info!("{}", changed.join(", ")),
             }
         }
-        // Error episodes: logged when they start, not every interval.
+        // The weight ramp needs this round's verdicts too.
+        snap.policy = self.policy.clone();
+        self.log_episode(snap);
+        moved
+    }
+
+    /// Error episodes: logged when they start, not every interval.
+    fn log_episode(&mut self, snap: &Snapshot) {
         let reason = snap.outcome.as_ref().err().map(|e| e.reason);
         match self.episode(reason) {
             None => {}
@@ -180,7 +211,7 @@ pub async fn run(
             Err(e) if e.is_panic() => {
                 seq += 1_000_000;
                 let cfg = config.load_full();
-                let s = snapshot(
+                let mut s = snapshot(
                     seq,
                     Instant::now(),
                     Err(ProbeError {
@@ -193,7 +224,9 @@ pub async fn run(
                 )
                 .await;
                 metrics.probe_error(Reason::Internal);
-                lock(&transitions).observe(&s, &cfg.check);
+                for (role, to) in lock(&transitions).observe(&mut s, &cfg.check) {
+                    metrics.transition(role, to);
+                }
                 verdicts.send_replace(crate::push::verdicts_of(&s, &cfg.check));
                 published.publish(s);
                 tokio::select! {
@@ -222,18 +255,33 @@ async fn rounds(
     let mut probe = Probe::new(cfg.mysql.clone(), &cfg.check);
     loop {
         let started = Instant::now();
-        let outcome = tokio::select! {
+        let mut outcome = tokio::select! {
             o = probe.round() => o,
             _ = shutdown.cancelled() => break,
         };
+        if matches!(&outcome, Err(e) if found_closed(e)) {
+            // The kept connection was closed under us (killed, the server's
+            // wait_timeout, a restart): that says nothing about the server yet, and a
+            // full server is only seen on a new connect. Reconnect once, this round, so
+            // a full server drains instead of going down first (README, "Verdict
+            // policy"); a dead one is refused at once.
+            metrics.probe_error(Reason::Io);
+            tracing::debug!("the kept connection was closed; reconnecting in this round");
+            outcome = tokio::select! {
+                o = probe.round() => o,
+                _ = shutdown.cancelled() => break,
+            };
+        }
         seq += 1;
         match &outcome {
             Err(e) => metrics.probe_error(e.reason),
             Ok(f) => f.errors().into_iter().for_each(|r| metrics.probe_error(r)),
         }
-        let snap = snapshot(seq, started, outcome, &cfg.check).await;
+        let mut snap = snapshot(seq, started, outcome, &cfg.check).await;
         metrics.round(snap.duration);
-        lock(&transitions).observe(&snap, &cfg.check);
+        for (role, to) in lock(&transitions).observe(&mut snap, &cfg.check) {
+            metrics.transition(role, to);
+        }
         // The pushers (`[[haproxy]]`) learn the verdicts as soon as the responders do.
         verdicts.send_replace(crate::push::verdicts_of(&snap, &cfg.check));
         published.publish(snap);
@@ -260,6 +308,12 @@ async fn rounds(
         published.beat();
     }
     probe.close().await;
+}
+
+/// A round that failed because its kept connection was found closed at the first
+/// query (nothing was learned about the server).
+fn found_closed(e: &ProbeError) -> bool {
+    e.reason == Reason::Io && e.step == Step::Core
 }
 
 /// The lock is only held for a (synchronous) `observe`; a panic inside one leaves the
@@ -326,7 +380,7 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let mut t = Transitions::default();
             for _ in 0..5 {
-                t.observe(&internal(), &check);
+                t.observe(&mut internal(), &check);
             }
         });
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();

@@ -10,6 +10,8 @@
 //! - `facts`: what a round learned, and why a round or step failed (`Reason`, ...);
 //! - `probe`: one MySQL connection and the round that reads facts over it;
 //! - `maintenance`: the operator's maintenance flag file;
+//! - `policy`: the memory across rounds that keeps verdicts from flapping (median
+//!   lag, lag hysteresis, full-server grace, weight ramp), pure state machines;
 //! - `snapshot`: the immutable result of a round, published for the responders;
 //! - `verdict`: the one pure judgement every responder and command shares;
 //! - `push`: verdict changes told to HAProxy through its runtime API;
@@ -34,6 +36,7 @@ pub mod config;
 pub mod facts;
 mod probe;
 mod maintenance;
+mod policy;
 mod snapshot;
 mod verdict;
 mod push;

@@ -43,9 +43,16 @@ pub struct Metrics {
     /// Cumulative counts per bucket (index = bucket; last = +Inf).
     round_buckets: Vec<AtomicU64>,
     round_sum_us: AtomicU64,
+    /// `[role][state]` in `Role::ALL` × [`TRANSITION_STATES`] order.
+    transitions: Vec<Vec<AtomicU64>>,
     /// What the HAProxy pushers record (`[[haproxy]]`).
     pub push: std::sync::Arc<crate::push::stats::Stats>,
+    /// What the discoverers record (`[[discover]]`).
+    pub(crate) discovery: std::sync::Arc<DiscoveryStats>,
 }
+
+/// The states a verdict can change to, as `to` label values.
+const TRANSITION_STATES: &[State] = &[State::Up, State::Maintenance, State::Down, State::Starting];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -66,7 +73,17 @@ impl Metrics {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             round_sum_us: AtomicU64::new(0),
+            transitions: Role::ALL
+                .iter()
+                .map(|_| {
+                    TRANSITION_STATES
+                        .iter()
+                        .map(|_| AtomicU64::new(0))
+                        .collect()
+                })
+                .collect(),
             push: Default::default(),
+            discovery: Default::default(),
         }
     }
 
@@ -92,6 +109,18 @@ impl Metrics {
             .position(|&x| x == status)
             .unwrap_or(STATUSES.len());
         if let Some(c) = self.requests.get(e).and_then(|row| row.get(s)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The checker saw `role`'s verdict change to `to`.
+    pub fn transition(&self, role: Role, to: State) {
+        let r = Role::ALL.iter().position(|&x| x == role);
+        let s = TRANSITION_STATES.iter().position(|&x| x == to);
+        if let Some(c) = r
+            .zip(s)
+            .and_then(|(r, s)| self.transitions.get(r).and_then(|row| row.get(s)))
+        {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -146,6 +175,29 @@ impl Metrics {
                     self.probe_errors[i].load(Ordering::Relaxed)
                 ),
             );
+        }
+        // Process-wide: in fleet mode the sum over targets (a `target` label comes with
+        // the fleet-wide rules).
+        o.add(
+            "mysqlchk_transitions_total",
+            "counter",
+            "Verdict changes seen by the checker, by role and the state changed to.",
+            String::new(),
+        );
+        for (i, r) in Role::ALL.iter().enumerate() {
+            for (j, s) in TRANSITION_STATES.iter().enumerate() {
+                o.add(
+                    "mysqlchk_transitions_total",
+                    "",
+                    "",
+                    format!(
+                        "mysqlchk_transitions_total{{role=\"{}\",to=\"{}\"}} {}",
+                        r.name(),
+                        s.as_str(),
+                        self.transitions[i][j].load(Ordering::Relaxed)
+                    ),
+                );
+            }
         }
         o.add(
             "mysqlchk_http_requests_total",
@@ -311,6 +363,128 @@ impl Metrics {
             ),
         );
     }
+}
+
+/// `mysqlchk_discovery_changes_total{change}` values (one per change of a discovered
+/// target: found, its name at another address, gone from the topology, back, forgotten).
+pub(crate) const DISCOVERY_CHANGES: &[&str] = &["added", "moved", "gone", "back", "removed"];
+
+/// One `[[discover]]` entry as `/status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DiscoverySource {
+    /// When the latest pass ended (Unix seconds), successful or not.
+    pub(crate) last_pass_unix: u64,
+    /// The latest pass's error (our phrase), none when it worked.
+    pub(crate) error: Option<String>,
+    /// The latest changes, newest last: `(unix seconds, target, change)`.
+    pub(crate) recent: std::collections::VecDeque<(u64, String, &'static str)>,
+}
+
+/// What the discoverers share with `/metrics` and `/status`: counters by fixed labels,
+/// and each entry's latest state behind a short lock (readers never wait on a pass).
+#[derive(Debug, Default)]
+pub(crate) struct DiscoveryStats {
+    /// `[source][change]`.
+    changes: [[AtomicU64; 5]; 4],
+    errors: [AtomicU64; 4],
+    /// By `"<from> <seed>"`, for the entries configured now.
+    pub(crate) sources: std::sync::Mutex<std::collections::BTreeMap<String, DiscoverySource>>,
+}
+
+impl DiscoveryStats {
+    /// How many changes `/status` keeps per entry.
+    const RECENT: usize = 20;
+
+    fn source_index(from: crate::config::discover::Source) -> usize {
+        crate::config::discover::Source::ALL
+            .iter()
+            .position(|&s| s == from)
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn change(
+        &self,
+        from: crate::config::discover::Source,
+        key: &str,
+        target: &str,
+        change: &'static str,
+    ) {
+        if let Some(i) = DISCOVERY_CHANGES.iter().position(|&c| c == change) {
+            self.changes[Self::source_index(from)][i].fetch_add(1, Ordering::Relaxed);
+        }
+        let now = unix_now();
+        if let Ok(mut m) = self.sources.lock() {
+            let s = m.entry(key.to_string()).or_default();
+            s.recent.push_back((now, target.to_string(), change));
+            while s.recent.len() > Self::RECENT {
+                s.recent.pop_front();
+            }
+        }
+    }
+
+    /// A pass ended: `error` is its failure, if any.
+    pub(crate) fn pass(
+        &self,
+        from: crate::config::discover::Source,
+        key: &str,
+        error: Option<String>,
+    ) {
+        if error.is_some() {
+            self.errors[Self::source_index(from)].fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut m) = self.sources.lock() {
+            let s = m.entry(key.to_string()).or_default();
+            s.last_pass_unix = unix_now();
+            s.error = error;
+        }
+    }
+
+    /// Keep only the entries of `keys` (after a reload).
+    pub(crate) fn retain(&self, keys: &[String]) {
+        if let Ok(mut m) = self.sources.lock() {
+            m.retain(|k, _| keys.contains(k));
+        }
+    }
+
+    /// The discovery series (only written when `[[discover]]` is configured).
+    pub(crate) fn render(&self, o: &mut String) {
+        use crate::config::discover::Source;
+        let _ = writeln!(
+            o,
+            "# HELP mysqlchk_discovery_changes_total Changes of discovered targets, by source and change.\n\
+             # TYPE mysqlchk_discovery_changes_total counter"
+        );
+        for (si, src) in Source::ALL.iter().enumerate() {
+            for (ci, c) in DISCOVERY_CHANGES.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "mysqlchk_discovery_changes_total{{source=\"{}\",change=\"{c}\"}} {}",
+                    src.as_str(),
+                    self.changes[si][ci].load(Ordering::Relaxed)
+                );
+            }
+        }
+        let _ = writeln!(
+            o,
+            "# HELP mysqlchk_discovery_errors_total Discovery passes that failed (known targets kept), by source.\n\
+             # TYPE mysqlchk_discovery_errors_total counter"
+        );
+        for (si, src) in Source::ALL.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "mysqlchk_discovery_errors_total{{source=\"{}\"}} {}",
+                src.as_str(),
+                self.errors[si].load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// One target as the exposition sees it: its name (fleet mode only), settings and
@@ -507,6 +681,7 @@ mod tests {
         m.round(Duration::from_millis(3));
         m.round(Duration::from_secs(9));
         m.probe_error(Reason::Timeout);
+        m.transition(Role::Replica, State::Down);
         let published = Published::new();
         let mut f = Facts::from_variables(
             [("read_only", "OFF"), ("max_connections", "151")]
@@ -528,6 +703,7 @@ mod tests {
             duration: Duration::from_millis(2),
             outcome: Ok(f),
             maintenance: None,
+            policy: Default::default(),
         });
         let cfg = config();
         let text = m.render(&[(None, &cfg.check, &published)], false, Instant::now());
@@ -555,5 +731,9 @@ mod tests {
         assert!(text.contains("mysqlchk_probe_errors_total{reason=\"timeout\"} 1"));
         assert!(text.contains("mysqlchk_replication_lag_seconds{channel=\"a\\\"b\\\\c\\nd\"} NaN"));
         assert!(text.contains("mysqlchk_mysql_max_connections 151"));
+        // A fixed label set: every role and state, changed or not.
+        assert!(text.contains("mysqlchk_transitions_total{role=\"replica\",to=\"down\"} 1"));
+        assert!(text.contains("mysqlchk_transitions_total{role=\"health\",to=\"up\"} 0"));
+        assert_eq!(text.matches("mysqlchk_transitions_total{").count(), 16);
     }
 }

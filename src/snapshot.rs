@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::facts::Facts;
 use crate::facts::ProbeError;
 use crate::maintenance::Maintenance;
+use crate::policy::Policy;
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -29,6 +30,9 @@ pub struct Snapshot {
     pub duration: Duration,
     pub outcome: Result<Facts, ProbeError>,
     pub maintenance: Option<Maintenance>,
+    /// What the checker remembers from earlier rounds, this one included (a direct
+    /// round remembers only itself).
+    pub(crate) policy: Policy,
 }
 
 /// What every responder shares: the latest snapshot and the prober's heartbeat.
@@ -122,6 +126,7 @@ mod tests {
                 detail: String::new(),
             }),
             maintenance: None,
+            policy: Default::default(),
         }
     }
 

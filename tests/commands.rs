@@ -362,6 +362,7 @@ fn haproxy_config_is_accepted_by_haproxy() {
                 "--read-fallback",
                 "--stats",
                 "127.0.0.1:8404",
+                "--push",
             ][..],
         ] {
             let mut args = vec![
@@ -376,6 +377,11 @@ fn haproxy_config_is_accepted_by_haproxy() {
             args.extend_from_slice(extra);
             let out = run(&args, &[], None);
             assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+            // `--push` appends the mysqlchk table as comments: still a valid haproxy.cfg.
+            assert_eq!(
+                text(&out.stdout).contains("\n# [[haproxy]]\n"),
+                extra.contains(&"--push")
+            );
             let cfg = dir.path().join(format!("{topology}.cfg"));
             std::fs::write(&cfg, &out.stdout).unwrap();
             let check = Command::new("haproxy")

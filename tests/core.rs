@@ -505,3 +505,109 @@ fn auth_errors_logged_once_per_episode_and_json_logs() {
     assert!(msg.contains("every node"), "{msg}");
     assert!(!log.contains("wrong-one"));
 }
+
+/// One agent-check answer (no line sent: the default role).
+fn agent_answer(port: u16) -> String {
+    let mut s = TcpStream::connect(addr(port)).expect("agent port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply
+}
+
+/// A server at `max_connections` is alive but full: when the checker must reconnect
+/// (its connection killed) and is refused with 1040, it drains (maintenance status,
+/// agent `drain`) for `check.full_grace`, then is down; a free slot brings it back.
+/// Slots are filled from root: the checker's account has no CONNECTION ADMIN, so
+/// the extra connection MariaDB keeps for that privilege is not its.
+#[test]
+fn full_server_drains_then_is_down_after_the_grace() {
+    let db = MariaDb::start();
+    let agent = free_port();
+    let http = free_port();
+    let user = format!("chk{http}");
+    db.create_checker_user(&user, PASSWORD);
+    let d = Daemon::start_with_ports(
+        &config(db.port(), http, "full_grace = \"3s\""),
+        &[
+            ("MYSQLCHK_MYSQL_PASSWORD", PASSWORD),
+            ("MYSQLCHK_MYSQL_USER", &user),
+            ("MYSQLCHK_LISTEN_AGENT", &format!("127.0.0.1:{agent}")),
+        ],
+        &[http, agent],
+    );
+    let p = d.http_port();
+    wait_verdict(p, "/", 200, Duration::from_secs(10));
+
+    // Ten root sessions that stay, then a limit of ten (MariaDB's minimum).
+    struct Sleepers(Vec<std::process::Child>);
+    impl Drop for Sleepers {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let sleepers = Sleepers(
+        (0..10)
+            .map(|_| {
+                std::process::Command::new("mariadb")
+                    .args(["--no-defaults", "--protocol=TCP", "-h127.0.0.1", "-uroot"])
+                    .arg(format!("-P{}", db.port()))
+                    .args(["-e", "SELECT SLEEP(600)"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("mariadb client")
+            })
+            .collect(),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "ten sleeping root sessions",
+        || {
+            db.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'")
+            .trim()
+            == "10"
+        },
+    );
+    let checker = db.sql(&format!(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE USER='{user}'"
+    ));
+    db.sql(&format!(
+        "SET GLOBAL max_connections = 10; KILL {}",
+        checker.trim()
+    ));
+
+    let (took, body) = wait_status(p, "/", 404, Duration::from_secs(10));
+    let drained = Instant::now();
+    eprintln!("full seen after {took:?}: {body}");
+    assert_eq!(body, "health: maintenance - full: too many connections\n");
+    assert_eq!(
+        http_get(p, "/replica").1,
+        "replica: maintenance - full: too many connections\n"
+    );
+    assert_eq!(agent_answer(agent), "drain\n");
+    assert_eq!(http_get(p, "/live").0, 200);
+
+    let (_, body) = wait_status(p, "/", 503, Duration::from_secs(10));
+    let grace = drained.elapsed();
+    eprintln!("down {grace:?} after the drain began: {body}");
+    assert_eq!(
+        body,
+        "health: down - too many connections (error 1040), full for more than 3s\n"
+    );
+    assert!(grace >= Duration::from_millis(2500), "{grace:?}");
+    assert!(agent_answer(agent).starts_with("down #too many connections"));
+
+    db.sql("SET GLOBAL max_connections = 200");
+    let (took, _) = wait_status(p, "/", 200, Duration::from_secs(10));
+    eprintln!("back up {took:?} after a slot was free");
+    drop(sleepers);
+    let metrics = http_get(p, "/metrics").1;
+    for (to, n) in [("maintenance", 1), ("down", 1), ("up", 2)] {
+        let want = format!("mysqlchk_transitions_total{{role=\"health\",to=\"{to}\"}} {n}\n");
+        assert!(metrics.contains(&want), "{want} in {metrics}");
+    }
+}

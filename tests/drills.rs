@@ -100,6 +100,8 @@ const WRITE_RISE: u32 = 2;
 const WRITE_FALL: u32 = 2;
 /// The generated `agent-inter`.
 const AGENT_INTER: Duration = Duration::from_secs(2);
+/// `agent.ramp` (the default): a replica back from lag ramps to full weight over it.
+const RAMP: Duration = Duration::from_secs(10);
 /// The classic stanza's `inter 2000 rise 3 fall 3`.
 const CLASSIC_INTER: Duration = Duration::from_secs(2);
 const CLASSIC_FALL: u32 = 3;
@@ -1028,7 +1030,19 @@ fn drill_3_replication_lag() {
                 .all(|s| field(&st, "mysql-read", s, "agent_status").contains("L7OK"))
         },
     );
-    let full_weight = field(&stats(&sock), "mysql-read", "db2", "weight");
+    // The generated config gives every reader `weight 100`; a replica that came back
+    // while the pair was being set up may still be ramping (README, "Verdict
+    // policy"), so wait for db2 to reach it before taking it as the full weight.
+    let full_weight = {
+        let start = Instant::now();
+        loop {
+            let w = field(&stats(&sock), "mysql-read", "db2", "weight");
+            if w == "100" || start.elapsed() > RAMP + AGENT_INTER + SLACK {
+                break w;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    };
     let mut problems = Vec::new();
 
     // Delayed replication shows lag only while the primary is written to.
@@ -1129,9 +1143,29 @@ fn drill_3_replication_lag() {
     let up_bound = DOWNINTER + FASTINTER * (RISE - 1) + INTERVAL + SLACK;
     let up_at = wait_status(&sock, "mysql-read", "db3", up_bound, "UP", |s| s == "UP");
     let back = up_at.saturating_duration_since(caught_at);
-    wait_until(Duration::from_secs(10), "db3's full weight back", || {
-        field(&stats(&sock), "mysql-read", "db3", "weight") == full_weight
-    });
+    // Back from lag, its agent weight ramps from min_weight over agent.ramp
+    // (README, "Verdict policy"), counted from mysqlchk's own return.
+    let full_again = {
+        let start = Instant::now();
+        loop {
+            let w = field(&stats(&sock), "mysql-read", "db3", "weight");
+            if w == full_weight {
+                break start.elapsed();
+            }
+            if start.elapsed() > RAMP + AGENT_INTER + SLACK {
+                // Say why: a ramp restarted by another return shows in the log.
+                let log = db3.chk.log();
+                let changes: Vec<&str> = log.lines().filter(|l| l.contains("replica ")).collect();
+                panic!(
+                    "db3's weight {w} not back to {full_weight} {:?} after UP; agent says {:?},                      lag {:?}; mysqlchk's replica changes: {changes:#?}",
+                    start.elapsed(),
+                    agent_answer(db3.agent),
+                    db3.lag()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    };
     let in_rotation = reads.wait_for_value(
         up_at,
         u32::from(db3.port()),
@@ -1147,12 +1181,14 @@ fn drill_3_replication_lag() {
     eprintln!(
         "DRILL lag: soft range lag {soft_lag} -> db3 {soft_status} weight {soft_weight} (db2 {full_weight}; agent says {agent_line:?}); \
          over {MAX_LAG_S}s -> DOWN {} after mysqlchk saw it; {to_db3} of {} reads went to db3 while DOWN; \
-         caught up -> UP after {} (bound {}), reads on db3 again {} later; reads failed={} of {} (db2 {}, db3 {}); writes failed={} of {}",
+         caught up -> UP after {} (bound {}), reads on db3 again {} later, full weight {} later (ramp {}); reads failed={} of {} (db2 {}, db3 {}); writes failed={} of {}",
         secs(detect),
         out_reads.len(),
         secs(back),
         secs(up_bound),
         secs(in_rotation.saturating_duration_since(up_at)),
+        secs(full_again),
+        secs(RAMP),
         t.failed,
         t.total,
         t.by_value.get(&u32::from(db2.port())).unwrap_or(&0),

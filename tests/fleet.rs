@@ -314,12 +314,12 @@ fn every_way_of_naming_a_target_and_the_400_answers() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    inetd
+    // It may answer (and exit) before reading the request: a broken pipe here is fine.
+    let _ = inetd
         .stdin
         .take()
         .unwrap()
-        .write_all(b"GET / HTTP/1.0\r\n\r\n")
-        .unwrap();
+        .write_all(b"GET / HTTP/1.0\r\n\r\n");
     let out = String::from_utf8_lossy(&inetd.wait_with_output().unwrap().stdout).to_string();
     assert!(out.starts_with("HTTP/1.0 503"), "{out}");
     assert!(

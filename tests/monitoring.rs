@@ -1,21 +1,26 @@
 //! The monitoring files in `deploy/` against the real tools: the alert rules pass
 //! `promtool check rules` and their own unit tests (`promtool test rules`), and a real
 //! Prometheus scraping real `mysqlchk` daemons (a healthy replica, one whose server
-//! refuses connections, two whose account MySQL refuses) returns data for every query
-//! of the Grafana dashboard, loads the rules and evaluates them: the probe-error and
-//! account alerts go pending where they should and nowhere else.
+//! refuses connections, two whose account MySQL refuses, one pushing to a real HAProxy,
+//! a fleet checker of two targets) returns data for every query of the Grafana
+//! dashboard, per-target panels answering for the fleet's targets and the single
+//! servers alike, and every series the daemons export is on some panel; Prometheus
+//! loads the rules and evaluates them: the probe-error and account alerts go pending
+//! where they should and nowhere else.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::process::{self, run_with_timeout};
-use common::{free_port, http_get, http_request, wait_until, Daemon, MariaDb};
+use common::{free_port, http_get, http_request, wait_until, Daemon, Haproxy, MariaDb};
 use serde_json::Value;
 
 const PASSWORD: &str = "mon-chk-Pa55";
@@ -123,8 +128,8 @@ fn panels(d: &Value) -> Vec<&Value> {
     out
 }
 
-/// (panel title, target refId, expr) of every query in the dashboard.
-fn queries(d: &Value) -> Vec<(String, String, String)> {
+/// (panel title, target refId, expr, legend) of every query in the dashboard.
+fn queries(d: &Value) -> Vec<(String, String, String, String)> {
     let mut out = Vec::new();
     for p in panels(d) {
         for t in p["targets"].as_array().into_iter().flatten() {
@@ -132,6 +137,7 @@ fn queries(d: &Value) -> Vec<(String, String, String)> {
                 p["title"].as_str().unwrap_or("?").to_string(),
                 t["refId"].as_str().unwrap_or("?").to_string(),
                 t["expr"].as_str().unwrap_or("").to_string(),
+                t["legendFormat"].as_str().unwrap_or("").to_string(),
             ));
         }
     }
@@ -331,15 +337,100 @@ fn daemon(mysql_port: u16, user: &str, password: &str) -> Daemon {
         ),
         &[("MYSQLCHK_MYSQL_PASSWORD", password)],
     );
-    // Prometheus must never see the -1 "no round yet", which would make the stale
-    // alert pending for a moment.
-    wait_until(DATA_DEADLINE, "a first probe round", || {
-        let (status, body) = http_get(http, "/metrics");
-        status == 200
-            && body.contains("mysqlchk_snapshot_age_seconds ")
-            && !body.contains("mysqlchk_snapshot_age_seconds -1")
-    });
+    first_rounds(&d);
     d
+}
+
+/// Waits until every target of `d` has completed a round: Prometheus must never see
+/// the -1 "no round yet", which would make the stale alert pending for a moment.
+fn first_rounds(d: &Daemon) {
+    wait_until(DATA_DEADLINE, "a first probe round", || {
+        let (status, body) = http_get(d.http_port(), "/metrics");
+        let ages: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("mysqlchk_snapshot_age_seconds"))
+            .filter_map(|l| l.rsplit(' ').next())
+            .collect();
+        status == 200 && !ages.is_empty() && ages.iter().all(|v| !v.starts_with('-'))
+    });
+}
+
+/// A responder that answers every request `200 OK`, for HAProxy's own checks: only
+/// the push moves a server.
+fn always_200() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    port
+}
+
+/// A real HAProxy with server `db1` = `mysql_port` in a write and a read backend, and
+/// a daemon checking that server as `chk` and pushing to HAProxy's runtime socket
+/// (the README, Pushing state to HAProxy): the primary is no replica, so the read
+/// backend gets a `health down` at its first round.
+fn push_daemon(mysql_port: u16, maint: &Path) -> (Haproxy, Daemon) {
+    let ok = always_200();
+    let mut body = String::new();
+    for name in ["mysql-write", "mysql-read"] {
+        body += &format!(
+            "listen {name}\n    bind 127.0.0.1:{}\n    option httpchk\n    \
+             server db1 127.0.0.1:{mysql_port} check port {ok} inter 20s rise 3 fall 3\n",
+            free_port()
+        );
+    }
+    let hap = Haproxy::start(&body);
+    let http = free_port();
+    let d = Daemon::start(
+        &format!(
+            "[listen]\nhttp = \"127.0.0.1:{http}\"\n[mysql]\nport = {mysql_port}\n\
+             user = \"chk\"\n[check]\ninterval = \"250ms\"\ntimeout = \"250ms\"\n\
+             stale_after = \"3s\"\nmaintenance_file = \"{}\"\n\
+             [[haproxy]]\nsocket = \"{}\"\n\
+             backends = {{ \"mysql-write\" = \"primary\", \"mysql-read\" = \"replica\" }}\n",
+            maint.display(),
+            hap.admin_socket().display()
+        ),
+        &[("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)],
+    );
+    first_rounds(&d);
+    (hap, d)
+}
+
+/// A fleet checker (the README, Fleet mode) of two targets: `db1` on `primary_port`,
+/// `db2` on `replica_port`.
+fn fleet_daemon(primary_port: u16, replica_port: u16, maint: &Path) -> Daemon {
+    let http = free_port();
+    let d = Daemon::start(
+        &format!(
+            "[listen]\nhttp = \"127.0.0.1:{http}\"\n[mysql]\nuser = \"chk\"\n\
+             [check]\ninterval = \"250ms\"\ntimeout = \"250ms\"\nstale_after = \"3s\"\n\
+             maintenance_file = \"{}\"\n\
+             [[target]]\nname = \"db1\"\nhost = \"127.0.0.1\"\nport = {primary_port}\n\
+             [[target]]\nname = \"db2\"\nhost = \"127.0.0.1\"\nport = {replica_port}\n",
+            maint.display()
+        ),
+        &[("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)],
+    );
+    first_rounds(&d);
+    d
+}
+
+/// `mysqlchk maintenance on` for `d`'s config.
+fn maintenance_on(d: &Daemon) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mysqlchk"))
+        .args(["maintenance", "on", "--reason", "monitoring test", "-c"])
+        .arg(d.config_path())
+        .env("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)
+        .output()
+        .expect("mysqlchk maintenance");
+    assert!(out.status.success(), "{out:?}");
 }
 
 fn targets(daemons: &[&Daemon]) -> String {
@@ -388,6 +479,15 @@ fn a_real_prometheus_has_data_for_every_panel_and_runs_the_alert_rules() {
     // Job "mysqlchk-auth": every checker refused by MySQL (access_denied).
     let auth1 = daemon(primary.port(), "chk", "not-the-password");
     let auth2 = daemon(primary.port(), "chk", "not-the-password");
+    // Job "mysqlchk" too: a checker pushing to a real HAProxy (push panels), and a
+    // fleet checker of the same two servers (series with a `target` label).
+    let flags = tempfile::tempdir().unwrap();
+    let (_hap, pusher) = push_daemon(primary.port(), &flags.path().join("maintenance"));
+    let fleet = fleet_daemon(
+        primary.port(),
+        replica.port(),
+        &flags.path().join("fleet-maintenance"),
+    );
 
     let rules = deploy_dir().join(RULES);
     let prom = Prometheus::start(&format!(
@@ -397,12 +497,15 @@ fn a_real_prometheus_has_data_for_every_panel_and_runs_the_alert_rules() {
          \x20 - job_name: mysqlchk\n    static_configs:\n      - targets: [{}]\n\
          \x20 - job_name: mysqlchk-auth\n    static_configs:\n      - targets: [{}]\n",
         rules.display(),
-        targets(&[&healthy, &refused]),
+        targets(&[&healthy, &refused, &pusher, &fleet]),
         targets(&[&auth1, &auth2]),
     ));
     wait_until(DATA_DEADLINE, "every scrape up", || {
-        prom.query("up == 1").len() == 4
+        prom.query("up == 1").len() == 6
     });
+    // Scraped before and after: pushes (`state drain`) and transitions (to
+    // maintenance) that a rate sees.
+    maintenance_on(&pusher);
 
     // The dashboard's variables, in order (later ones may use earlier ones), each
     // with every value it offers selected.
@@ -425,55 +528,133 @@ fn a_real_prometheus_has_data_for_every_panel_and_runs_the_alert_rules() {
             .filter_map(|s| s["metric"][label.trim()].as_str().map(String::from))
             .collect();
         assert!(!values.is_empty(), "${name}: {expr} offers nothing");
-        let all = values.into_iter().collect::<Vec<_>>().join("|");
-        vars.push((name, format!("({all})")));
+        // "All" is the variable's allValue when it has one (Grafana's own choice).
+        let all = match v["allValue"].as_str() {
+            Some(a) => a.to_string(),
+            None => format!("({})", values.into_iter().collect::<Vec<_>>().join("|")),
+        };
+        vars.push((name, all));
+    }
+
+    // The metrics that carry a `target` label for the fleet checker (README,
+    // Metrics): their panels filter on $target, name the target in the legend, and
+    // must show the fleet's targets and the single servers alike.
+    let per_target: BTreeSet<String> = prom
+        .query("count by (__name__) ({__name__=~\"mysqlchk_.+\",target!=\"\"})")
+        .iter()
+        .filter_map(|s| s["metric"]["__name__"].as_str().map(String::from))
+        .collect();
+    assert!(
+        per_target.contains("mysqlchk_role_state"),
+        "no target label from the fleet checker: {per_target:?}"
+    );
+    let all = queries(&d);
+    for (title, r, expr, legend) in &all {
+        if metric_names(expr).is_disjoint(&per_target) {
+            continue;
+        }
+        assert!(
+            expr.contains("target=~\"$target\""),
+            "{title} ({r}): per-target series without the $target filter: {expr}"
+        );
+        if !legend.is_empty() {
+            assert!(
+                legend.contains("{{target}}"),
+                "{title} ({r}): the legend does not name the target: {legend}"
+            );
+        }
     }
 
     // Every panel query: a name Prometheus knows for every metric it mentions, and
-    // a non-empty answer (polled: rates need two scrapes, errors need rounds).
-    let queries: Vec<(String, String)> = queries(&d)
-        .into_iter()
-        .map(|(title, r, expr)| (format!("{title} ({r})"), fill(&expr, &vars)))
+    // an answer with a number in it (polled until each has been seen once: rates need
+    // two scrapes, errors need rounds, pushes happen once); a per-target one answers
+    // both for a fleet target and for a single server.
+    struct Seen {
+        name: String,
+        expr: String,
+        per_target: bool,
+        number: bool,
+        fleet: bool,
+        single: bool,
+    }
+    let mut seen: Vec<Seen> = all
+        .iter()
+        .map(|(title, r, expr, _)| Seen {
+            name: format!("{title} ({r})"),
+            expr: fill(expr, &vars),
+            per_target: !metric_names(expr).is_disjoint(&per_target),
+            number: false,
+            fleet: false,
+            single: false,
+        })
         .collect();
-    let mut empty: Vec<&(String, String)> = Vec::new();
+    let done = |q: &Seen| q.number && (!q.per_target || (q.fleet && q.single));
     let start = Instant::now();
     loop {
         let names = prom.names();
-        empty.clear();
-        for q in &queries {
-            let unknown: Vec<String> = metric_names(&q.1).difference(&names).cloned().collect();
+        for q in seen.iter_mut().filter(|q| !done(q)) {
+            let unknown: Vec<String> = metric_names(&q.expr).difference(&names).cloned().collect();
             assert!(
                 unknown.is_empty(),
                 "{}: no such metric {unknown:?} in\n{}",
-                q.0,
-                q.1
+                q.name,
+                q.expr
             );
-            if prom.query(&q.1).is_empty() {
-                empty.push(q);
+            for s in prom.query(&q.expr) {
+                let v = s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok());
+                q.number |= v.is_some_and(f64::is_finite);
+                match s["metric"]["target"].as_str() {
+                    Some(t) if !t.is_empty() => q.fleet = true,
+                    _ => q.single = true,
+                }
             }
         }
-        if empty.is_empty() {
+        let missing: Vec<String> = seen
+            .iter()
+            .filter(|q| !done(q))
+            .map(|q| {
+                format!(
+                    "- {} (a number: {}, fleet: {}, single: {}): {}",
+                    q.name, q.number, q.fleet, q.single, q.expr
+                )
+            })
+            .collect();
+        if missing.is_empty() {
             break;
         }
         assert!(
             start.elapsed() < DATA_DEADLINE,
             "no data after {DATA_DEADLINE:?} for:\n{}",
-            empty
-                .iter()
-                .map(|(t, e)| format!("- {t}: {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            missing.join("\n")
         );
         thread::sleep(Duration::from_millis(500));
     }
     eprintln!(
         "{} panel queries answered after {:?}",
-        queries.len(),
+        seen.len(),
         start.elapsed()
     );
 
-    // Control: the checks above catch a query naming a metric that does not exist.
+    // Every series the daemons export is on some panel (a histogram by any of its
+    // series), so a new metric comes with its panel.
     let names = prom.names();
+    let shown: BTreeSet<String> = all.iter().flat_map(|q| metric_names(&q.2)).collect();
+    let family = |n: &str| {
+        ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| n.strip_suffix(s))
+            .filter(|base| names.contains(&format!("{base}_bucket")))
+            .unwrap_or(n)
+            .to_string()
+    };
+    let shown_families: BTreeSet<String> = shown.iter().map(|n| family(n)).collect();
+    let unshown: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("mysqlchk_") && !shown_families.contains(&family(n)))
+        .collect();
+    assert!(unshown.is_empty(), "on no panel: {unshown:?}");
+
+    // Control: the checks above catch a query naming a metric that does not exist.
     let bogus = "sum by (instance) (rate(mysqlchk_probe_error_total[30s]))";
     assert!(prom.query(bogus).is_empty());
     assert!(!metric_names(bogus).is_subset(&names));

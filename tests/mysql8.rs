@@ -493,9 +493,17 @@ fn several_channels_worst_lag_and_selection() {
     );
     expect(&only_a, "/replica", 200, "replica: up - lag 1s");
 
+    // Under the bound but above half of it: still out (README, "Verdict policy").
     emu.set(&replica(vec![running("a", 1), running("b", 20)]), 2);
-    expect(&all, "/replica", 200, "replica: up - lag 20s");
+    expect(
+        &all,
+        "/replica",
+        503,
+        "replica: down - recovering: lag 20s, back at 15s",
+    );
     expect(&only_a, "/replica", 200, "replica: up - lag 1s");
+    emu.set(&replica(vec![running("a", 1), running("b", 10)]), 2);
+    expect(&all, "/replica", 200, "replica: up - lag 10s");
 
     // A broken channel that is not selected does not count.
     emu.set(
@@ -1264,4 +1272,99 @@ fn members_decode_from_recorded_rows() {
         }
     }
     assert_eq!(Member::from_row(&row).state, "ONLINE");
+}
+
+// ---- discovery ------------------------------------------------------------------------
+
+/// Names and `in_topology` of the targets `/status` lists, sorted by name.
+fn fleet_targets(d: &Daemon) -> Vec<(String, bool)> {
+    let (code, body) = http_get(d.http_port(), "/status");
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("status JSON");
+    let mut out: Vec<(String, bool)> = v["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap_or_default().to_string(),
+                t["in_topology"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        if start.elapsed() > SETTLE {
+            panic!("timed out after {SETTLE:?} waiting for {what}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn group_replication_discovery_finds_every_member_and_keeps_them_on_a_bad_view() {
+    // Two members without a server behind them: discovery only needs them listed.
+    let (p2, p3) = (free_port(), free_port());
+    let emu = Mysql8::start(&json!({"users": {USER: PASSWORD}}));
+    let at = |id: &str, port: u16, state: &str, role: &str| {
+        let mut m = member(id, "127.0.0.1", state, role);
+        m["MEMBER_PORT"] = json!(port);
+        m
+    };
+    let own = |state: &str| at(OWN_UUID, emu.port, state, "PRIMARY");
+    emu.write(&group(
+        "PRIMARY",
+        vec![
+            own("ONLINE"),
+            at(DB1_UUID, p2, "ONLINE", "SECONDARY"),
+            at(DB3_UUID, p3, "RECOVERING", "SECONDARY"),
+        ],
+    ));
+    let d = emu.daemon(&format!(
+        "[[discover]]\nfrom = \"group-replication\"\nseed = \"127.0.0.1:{}\"\nevery = \"200ms\"\n",
+        emu.port
+    ));
+    let name = |p: u16| format!("127.0.0.1:{p}");
+    let mut all = vec![(name(emu.port), true), (name(p2), true), (name(p3), true)];
+    all.sort();
+    wait_for("three members discovered", || fleet_targets(&d) == all);
+    expect(
+        &d,
+        &format!("/{}/primary", name(emu.port)),
+        200,
+        "primary: up",
+    );
+
+    // One member leaves the group: not in the topology any more.
+    emu.write(&group(
+        "PRIMARY",
+        vec![own("ONLINE"), at(DB1_UUID, p2, "ONLINE", "SECONDARY")],
+    ));
+    expect(
+        &d,
+        &format!("/{}/", name(p3)),
+        503,
+        "health: down - not in topology",
+    );
+
+    // A member expelled from the group sees only itself, not ONLINE: that view is not
+    // trusted (a discovery error), so the others are not marked gone.
+    emu.write(&group("PRIMARY", vec![own("ERROR")]));
+    let errors = "mysqlchk_discovery_errors_total{source=\"group-replication\"} ";
+    wait_for("a discovery error counted", || {
+        let (_, m) = http_get(d.http_port(), "/metrics");
+        m.lines()
+            .find_map(|l| l.strip_prefix(errors)?.parse::<u64>().ok())
+            .is_some_and(|n| n >= 2)
+    });
+    assert!(
+        fleet_targets(&d).contains(&(name(p2), true)),
+        "{:?}",
+        fleet_targets(&d)
+    );
 }

@@ -8,7 +8,8 @@
 //!   negotiates it, `verify_ca` with a CA that did not sign it fails;
 //! - `mysqlchk haproxy-config` output passes HAProxy 3.0's `haproxy -dW -c`;
 //! - a real HAProxy 3.0 with that config: servers UP, the agent's weight
-//!   applied, maintenance drains, a killed primary goes DOWN.
+//!   applied, maintenance drains, a killed primary goes DOWN;
+//! - the runtime-API push into HAProxy 3.0: a kill pushed DOWN and back UP.
 //!
 //! When the chroot cannot be built the tests fail (see the fixture);
 //! `MYSQLCHK_SKIP_TRIXIE=1` skips them for local runs.
@@ -481,4 +482,86 @@ fn haproxy_3_0_with_the_generated_config() {
     hap.wait_for_state("mysql-write", "db1", "UP", deadline);
     pair.replica
         .wait_replication_running(Duration::from_secs(30));
+}
+
+/// A responder that answers every request `200 OK`: HAProxy 3.0's own checks pass
+/// whatever happens, so only mysqlchk's push can explain a DOWN.
+fn always_200() -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    port
+}
+
+/// The runtime-API push against HAProxy 3.0 (README "Pushing state to HAProxy"): a
+/// killed MariaDB is pushed DOWN though the checks pass, and UP again once it answers.
+#[test]
+fn push_to_haproxy_3_0() {
+    if trixie::skip() {
+        return;
+    }
+    let mut db = common::MariaDb::start();
+    db.create_checker_user("pushchk", PASSWORD);
+    let ok = always_200();
+    let hap = trixie::start_haproxy(&format!(
+        "listen mysql-write\n    bind 127.0.0.1:{}\n    option httpchk\n    \
+         server db1 127.0.0.1:{} check port {ok} inter 20s rise 3 fall 3\n",
+        free_port(),
+        db.port()
+    ));
+    let http = free_port();
+    let d = Daemon::start(
+        &format!(
+            "[listen]\nhttp = \"127.0.0.1:{http}\"\n[mysql]\nport = {}\nuser = \"pushchk\"\n\
+             connect_timeout = \"250ms\"\n\
+             [check]\ninterval = \"250ms\"\ntimeout = \"250ms\"\nstale_after = \"3s\"\n\
+             [[haproxy]]\nsocket = \"{}\"\nbackends = {{ \"mysql-write\" = \"primary\" }}\n\
+             push_up_after = \"1s\"\n",
+            db.port(),
+            hap.admin_socket().display()
+        ),
+        &[("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)],
+    );
+    let deadline = Duration::from_secs(20);
+    hap.wait_for_checked_state("mysql-write", "db1", "UP", Duration::from_secs(30));
+    wait_until(deadline, "connected to HAProxy 3.0", || {
+        let (_, body) = http_get(d.http_port(), "/status");
+        serde_json::from_str::<serde_json::Value>(&body)
+            .is_ok_and(|s| s["haproxy"][0]["state"] == "connected")
+    });
+    let killed = Instant::now();
+    db.kill();
+    hap.wait_for_state("mysql-write", "db1", "DOWN", deadline);
+    eprintln!(
+        "{}: DOWN pushed {:?} after the kill (interval 250ms)",
+        trixie::haproxy_version(),
+        killed.elapsed()
+    );
+    db.restart();
+    let back = Instant::now();
+    hap.wait_for_state("mysql-write", "db1", "UP", deadline);
+    eprintln!(
+        "HAProxy 3.0: UP pushed {:?} after MariaDB answered again (push_up_after 1s)",
+        back.elapsed()
+    );
+    assert!(
+        back.elapsed() >= Duration::from_millis(900),
+        "UP before the hold"
+    );
+    let (_, metrics) = http_get(d.http_port(), "/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("mysqlchk_haproxy_push_total{result=\"ok\"}")),
+        "{metrics}"
+    );
+    db.kill();
 }

@@ -105,6 +105,10 @@ pub struct HaproxyArgs {
     /// The fleet checker's agent port: agent-checks through it (agent-send "<name>/<role>")
     #[arg(long, value_name = "ADDR:PORT", requires = "fleet")]
     pub fleet_agent: Option<String>,
+    /// Also print, commented out, the [[haproxy]] table for mysqlchk.toml that pushes
+    /// verdicts to this HAProxy's admin socket
+    #[arg(long, conflicts_with = "fleet")]
+    pub push: bool,
 }
 
 /// `--topology`: the cluster the generated haproxy.cfg fronts. The variants carry no

@@ -39,7 +39,11 @@
 //!   `name=` tell the checker which server is meant; `--fleet-agent` adds agent-checks
 //!   that name the server in their first word (`agent-send "db2/replica …"`);
 //! - `--read-fallback`: when no replica passes (e.g. the primary died and every replica's
-//!   IO thread is `Connecting`), reads go to any healthy server.
+//!   IO thread is `Connecting`), reads go to any healthy server;
+//! - `--push`: after the HAProxy sections, the `[[haproxy]]` table for mysqlchk.toml,
+//!   commented out (the file stays a valid haproxy.cfg), naming the same admin socket and
+//!   each generated backend with the role its listener checks, so the pushed verdicts
+//!   and HAProxy's own checks agree (README "Pushing state to HAProxy").
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -87,6 +91,8 @@ pub struct Options {
     /// One fleet checker's HTTP and agent addresses instead of a mysqlchk per server.
     pub fleet: Option<std::net::SocketAddr>,
     pub fleet_agent: Option<std::net::SocketAddr>,
+    /// Append the `[[haproxy]]` table for mysqlchk.toml (commented out).
+    pub push: bool,
 }
 
 /// The write listener's own check timings (see the module header); the read side keeps
@@ -367,7 +373,76 @@ pub fn render(o: &Options) -> String {
             );
         }
     }
+    if o.push {
+        s.push('\n');
+        for line in push_comment(o).lines() {
+            let _ = writeln!(s, "##{}{line}", if line.is_empty() { "" } else { " " });
+        }
+        for line in push_table(o).lines() {
+            let _ = writeln!(s, "# {line}");
+        }
+    }
     s
+}
+
+/// What the listeners check: (backend, role) for every generated backend, in the
+/// order of the file. The roles are the paths' (`/primary`, `/replica?lag=…`,
+/// `/read-only`, `/health`), so a pushed verdict never contradicts a check.
+fn push_backends(o: &Options) -> Vec<(&'static str, &'static str)> {
+    let read = match o.topology {
+        Topology::Replication | Topology::GroupReplication => "replica",
+        Topology::Galera => "read-only",
+    };
+    let mut b = vec![("mysql-write", "primary")];
+    if o.read_fallback {
+        b.push(("mysql-read-replicas", read));
+        b.push((
+            "mysql-read-fallback",
+            match o.topology {
+                Topology::GroupReplication => "read-only",
+                _ => "health",
+            },
+        ));
+    } else {
+        b.push(("mysql-read", read));
+    }
+    b
+}
+
+/// `--push`: the `[[haproxy]]` table itself (uncommented), as TOML.
+pub fn push_table(o: &Options) -> String {
+    let backends: Vec<String> = push_backends(o)
+        .iter()
+        .map(|(b, r)| format!("\"{b}\" = \"{r}\""))
+        .collect();
+    let names: Vec<&str> = o.servers.iter().map(|s| s.name.as_str()).collect();
+    format!(
+        "[[haproxy]]\nsocket = {:?}\nbackends = {{ {} }}\n\
+         # server = \"{}\"   # this server's name ({}) when mysql.host:mysql.port is not its address here\n",
+        o.stats_socket,
+        backends.join(", "),
+        names.first().copied().unwrap_or("db1"),
+        names.join(", ")
+    )
+}
+
+/// The explanation printed above the commented table.
+fn push_comment(o: &Options) -> String {
+    let mut c = String::from(
+        "mysqlchk.toml: push verdicts to this HAProxy at once (README \"Pushing state to HAProxy\").\n\
+         Paste the table below, without the leading \"# \", into every server's mysqlchk.toml;\n\
+         one [[haproxy]] table per HAProxy node. mysqlchk needs write access to the socket\n\
+         (mode 660 and group mysqlchk on the stats socket line); from another host, add\n\
+         \"stats socket ipv4@ADDR:PORT level admin\" and use address = \"ADDR:PORT\" instead.\n",
+    );
+    if o.topology == Topology::Replication {
+        let _ = writeln!(
+            c,
+            "The replica verdict uses check.max_replication_lag: set it to \"{}s\" (the read listener's ?lag=).",
+            o.max_lag.as_secs().max(1)
+        );
+    }
+    c
 }
 
 /// The command: the flags clap cannot check (exit 2 and one line on stderr when one
@@ -420,6 +495,7 @@ pub(super) fn run(a: HaproxyArgs) -> i32 {
             stats: a.stats,
             fleet,
             fleet_agent,
+            push: a.push,
         })
     );
     0
@@ -445,6 +521,7 @@ mod tests {
             stats: None,
             fleet: None,
             fleet_agent: None,
+            push: false,
         }
     }
 
@@ -619,6 +696,104 @@ mod tests {
                 .expect("write listener");
             assert!(write.contains("disable-on-404"), "{write}");
         }
+    }
+
+    /// The commented table from `--push`, uncommented as the operator would.
+    fn pasted(c: &str) -> String {
+        c.lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .skip_while(|l| !l.starts_with("[[haproxy]]"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    /// `--push` adds a table mysqlchk accepts, naming the generated admin socket and each
+    /// generated backend with the role its listener checks; the rest of the file is
+    /// unchanged and every added line is a comment for HAProxy.
+    #[test]
+    fn push_prints_the_matching_haproxy_table() {
+        let cases = [
+            (
+                Topology::Replication,
+                false,
+                &[("mysql-write", "primary"), ("mysql-read", "replica")][..],
+            ),
+            (
+                Topology::Galera,
+                false,
+                &[("mysql-write", "primary"), ("mysql-read", "read-only")][..],
+            ),
+            (
+                Topology::GroupReplication,
+                false,
+                &[("mysql-write", "primary"), ("mysql-read", "replica")][..],
+            ),
+            (
+                Topology::Replication,
+                true,
+                &[
+                    ("mysql-write", "primary"),
+                    ("mysql-read-replicas", "replica"),
+                    ("mysql-read-fallback", "health"),
+                ][..],
+            ),
+            (
+                Topology::GroupReplication,
+                true,
+                &[
+                    ("mysql-write", "primary"),
+                    ("mysql-read-replicas", "replica"),
+                    ("mysql-read-fallback", "read-only"),
+                ][..],
+            ),
+        ];
+        for (t, fallback, want) in cases {
+            let mut o = opts(t);
+            o.read_fallback = fallback;
+            let plain = render(&o);
+            assert!(!plain.contains("[[haproxy]]"), "{plain}");
+            o.push = true;
+            let c = render(&o);
+            let (head, tail) = c.split_at(plain.len());
+            assert_eq!(head, plain, "--push changed the HAProxy part");
+            assert!(
+                tail.lines().all(|l| l.is_empty() || l.starts_with('#')),
+                "{tail}"
+            );
+            let toml = pasted(&c);
+            let cfg = format!("[listen]\nhttp = \"127.0.0.1:1\"\n{toml}");
+            let loaded = crate::config::from_str(&cfg, "t", &Default::default())
+                .unwrap_or_else(|e| panic!("{e:?}\n{toml}"));
+            let h = &loaded.config.haproxy;
+            assert_eq!(h.len(), 1, "{toml}");
+            assert_eq!(
+                h[0].socket,
+                crate::config::HaproxySocket::Unix("/run/haproxy/admin.sock".into())
+            );
+            let got: Vec<(String, &str)> = h[0]
+                .backends
+                .iter()
+                .map(|(b, r)| (b.clone(), r.name()))
+                .collect();
+            let want: Vec<(String, &str)> = want.iter().map(|(b, r)| (b.to_string(), *r)).collect();
+            let sorted = |mut v: Vec<(String, &'static str)>| {
+                v.sort();
+                v
+            };
+            assert_eq!(sorted(got), sorted(want.clone()), "{toml}");
+            // Every backend named exists in the generated HAProxy part.
+            for (b, _) in &want {
+                assert!(
+                    plain.contains(&format!("listen {b}\n"))
+                        || plain.contains(&format!("backend {b}\n")),
+                    "{b} not in\n{plain}"
+                );
+            }
+            assert!(toml.contains("# server = \"db1\""), "{toml}");
+        }
+        let mut o = opts(Topology::Replication);
+        o.push = true;
+        assert!(render(&o).contains("set it to \"30s\""));
     }
 
     #[test]

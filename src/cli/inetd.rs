@@ -129,11 +129,11 @@ fn exchange(cfg: &Config) -> Vec<u8> {
         let metrics = Metrics::new();
         let now = Instant::now();
         let render = || metrics.render(&[(None, &cfg.check, &published)], false, now);
-        let fleet = Fleet::single(Arc::new(Target {
-            name: String::new(),
-            config: Arc::new(cfg.clone()),
-            published: published.clone(),
-        }));
+        let fleet = Fleet::single(Arc::new(Target::configured(
+            "",
+            Arc::new(cfg.clone()),
+            published.clone(),
+        )));
         let inputs = EndpointInputs {
             config: cfg,
             fleet: &fleet,
@@ -141,6 +141,7 @@ fn exchange(cfg: &Config) -> Vec<u8> {
             now,
             metrics: &render,
             push: None,
+            discovery: None,
         };
         let (resp, _) = respond(&req, &inputs);
         resp.render(req.minor, req.method == Method::Head)

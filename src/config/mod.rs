@@ -29,9 +29,11 @@ use ipnet::IpNet;
 
 use crate::role::Role;
 
+pub(crate) mod discover;
 mod duration;
 pub mod mycnf;
 pub(crate) mod haproxy;
+mod listen_tls;
 mod reader;
 mod render;
 pub(crate) mod secret;
@@ -41,8 +43,10 @@ mod targets;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use discover::Discover;
 pub(crate) use duration::{fmt_duration, parse_duration};
 pub(crate) use haproxy::{Haproxy, HaproxySocket};
+pub(crate) use listen_tls::ListenTls;
 use render::Shown;
 use secret::Secret;
 pub(crate) use targets::TargetEntry;
@@ -99,6 +103,8 @@ pub(crate) struct Config {
     pub(crate) haproxy: Vec<Haproxy>,
     /// `[[target]]` entries (fleet mode); none for a single-server agent.
     pub(crate) targets: Vec<TargetEntry>,
+    /// `[[discover]]` entries: targets learnt from the topology (fleet mode).
+    pub(crate) discover: Vec<Discover>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +116,8 @@ pub(crate) struct Listen {
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_ip: usize,
     pub(crate) request_timeout: Duration,
+    /// `tls_cert` + `tls_key` (+ `tls_client_ca`): every HTTP listener speaks HTTPS.
+    pub(crate) tls: Option<ListenTls>,
 }
 
 impl Listen {
@@ -135,6 +143,16 @@ impl Listen {
         }),
         key("request_timeout", |c| {
             render::duration(c.listen.request_timeout)
+        }),
+        // Unset by default: plain HTTP.
+        key("tls_cert", |c| {
+            render::optional_path(&c.listen.tls.as_ref().map(|t| t.cert.clone()))
+        }),
+        key("tls_key", |c| {
+            render::optional_path(&c.listen.tls.as_ref().map(|t| t.key.clone()))
+        }),
+        key("tls_client_ca", |c| {
+            render::optional_path(&c.listen.tls.as_ref().and_then(|t| t.client_ca.clone()))
         }),
     ];
 }
@@ -273,6 +291,13 @@ pub(crate) struct Check {
     pub(crate) galera_donor_is_healthy: bool,
     pub(crate) maintenance_file: PathBuf,
     pub(crate) maintenance_status: u16,
+    /// Verdict policy (README, "Verdict policy"): a replica out on lag comes back
+    /// at or below `lag_recover` for `recover_rounds` rounds; judged lag is the
+    /// median of `lag_samples` rounds; "too many connections" drains for `full_grace`.
+    pub(crate) lag_recover: Duration,
+    pub(crate) recover_rounds: u32,
+    pub(crate) lag_samples: u32,
+    pub(crate) full_grace: Duration,
 }
 
 impl Check {
@@ -289,6 +314,13 @@ impl Check {
     const DEFAULT_GALERA_DONOR_IS_HEALTHY: bool = false;
     const DEFAULT_MAINTENANCE_FILE: &'static str = "/var/lib/mysqlchk/maintenance";
     const DEFAULT_MAINTENANCE_STATUS: u64 = 404;
+    // Unset, `lag_recover` is half of `max_replication_lag`.
+    const DEFAULT_RECOVER_ROUNDS: u64 = 3;
+    const MAX_RECOVER_ROUNDS: u64 = 1000;
+    const DEFAULT_LAG_SAMPLES: u64 = 3;
+    /// A median over more rounds would only delay every verdict.
+    const MAX_LAG_SAMPLES: u64 = 15;
+    const DEFAULT_FULL_GRACE: Duration = Duration::from_secs(30);
 
     const KEYS: &'static [KeySpec] = &[
         key("interval", |c| render::duration(c.check.interval)),
@@ -316,6 +348,10 @@ impl Check {
         key("maintenance_status", |c| {
             render::plain(c.check.maintenance_status)
         }),
+        key("lag_recover", |c| render::duration(c.check.lag_recover)),
+        key("recover_rounds", |c| render::plain(c.check.recover_rounds)),
+        key("lag_samples", |c| render::plain(c.check.lag_samples)),
+        key("full_grace", |c| render::duration(c.check.full_grace)),
     ];
 }
 
@@ -349,6 +385,8 @@ pub(crate) struct Agent {
     pub(crate) soft_lag: Duration,
     /// Percent, 1..=100.
     pub(crate) min_weight: u8,
+    /// A role that comes back up ramps its weight from `min_weight` over this.
+    pub(crate) ramp: Duration,
 }
 
 impl Agent {
@@ -358,6 +396,7 @@ impl Agent {
     /// is less.
     const DEFAULT_SOFT_LAG_CAP: Duration = Duration::from_secs(10);
     const DEFAULT_MIN_WEIGHT: u8 = 10;
+    const DEFAULT_RAMP: Duration = Duration::from_secs(10);
 
     const KEYS: &'static [KeySpec] = &[
         key("default_role", |c| {
@@ -370,6 +409,7 @@ impl Agent {
         key("min_weight", |c| {
             render::string(&format!("{}%", c.agent.min_weight))
         }),
+        key("ramp", |c| render::duration(c.agent.ramp)),
     ];
 }
 
@@ -492,12 +532,12 @@ pub fn from_str(
         config.targets = targets;
         r.errors.extend(errors);
     }
-    if !config.targets.is_empty() && !config.haproxy.is_empty() {
+    if (!config.targets.is_empty() || !config.discover.is_empty()) && !config.haproxy.is_empty() {
         // Pushing is per server today: which target's verdicts would go to which
         // server line is not decided yet (README, "Fleet mode").
         r.errors.push(format!(
             "{source}: [[haproxy]] pushes a single server's verdicts and cannot be combined \
-             with [[target]] yet: use HAProxy's checks (haproxy-config --fleet)"
+             with [[target]] or [[discover]] yet: use HAProxy's checks (haproxy-config --fleet)"
         ));
     }
     r.finish(config)

@@ -123,6 +123,9 @@ impl<'e> Reader<'e> {
             if section == "target" {
                 continue; // [[target]] entries: read by `targets`
             }
+            if section == "discover" {
+                continue; // [[discover]] entries: read by `discover`
+            }
             let Some(keys) = keys_of(section) else {
                 errors.push(format!("{}: unknown section [{section}]", self.source));
                 continue;

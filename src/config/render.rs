@@ -43,6 +43,7 @@ impl Config {
             }
         }
         out += &super::haproxy::render(&self.haproxy);
+        out += &super::discover::render(&self.discover);
         // Each `[[target]]` with the keys where it differs from the defaults above.
         for t in &self.targets {
             let eff = self.for_target(t);
@@ -136,8 +137,9 @@ mod tests {
              replication_channels = [\"a\", \"b c\"]\nprimary_allows_replication = true\n\
              gr_max_applier_queue = 55\ngalera_donor_is_healthy = true\n\
              maintenance_file = \"/tmp/m\"\nmaintenance_status = 503\n\
+             lag_recover = \"1h 1s\"\nrecover_rounds = 7\nlag_samples = 5\nfull_grace = \"1m\"\n\
              [agent]\ndefault_role = \"ro\"\nmaintenance = \"maint\"\nsoft_lag = \"1h\"\n\
-             min_weight = \"33%\"\n\
+             min_weight = \"33%\"\nramp = \"2s 500ms\"\n\
              [log]\nlevel = \"DEBUG\"\nformat = \"json\"\naccess_log = true\n"
         );
         let none = BTreeMap::new();

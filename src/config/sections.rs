@@ -35,6 +35,8 @@ impl Reader<'_> {
             &mut self.errors,
             &mut self.warnings,
         );
+        let discover =
+            super::discover::read(self.table.get("discover"), &self.source, &mut self.errors);
         Config {
             source: self.source.clone(),
             listen,
@@ -44,6 +46,7 @@ impl Reader<'_> {
             log,
             haproxy,
             targets: Vec::new(),
+            discover,
         }
     }
 
@@ -107,6 +110,49 @@ impl Reader<'_> {
                 self.nonzero("listen", "request_timeout", d);
                 d
             },
+            tls: self.build_listen_tls(),
+        }
+    }
+
+    /// `listen.tls_cert` and `listen.tls_key` (both or neither), `listen.tls_client_ca`
+    /// (only with them); the files are read and the pair checked now, so a bad pair
+    /// fails the start, `validate`, or the reload (README, "HTTPS").
+    fn build_listen_tls(&mut self) -> Option<super::ListenTls> {
+        let cert = self.path("listen", "tls_cert");
+        let key = self.path("listen", "tls_key");
+        let client_ca = self.path("listen", "tls_client_ca");
+        let (cert, key) = match (cert, key) {
+            (Some(c), Some(k)) => (c, k),
+            (None, None) => {
+                if client_ca.is_some() {
+                    self.errors.push(format!(
+                        "{}: listen.tls_client_ca needs listen.tls_cert and listen.tls_key",
+                        self.source
+                    ));
+                }
+                return None;
+            }
+            (Some(_), None) => {
+                self.errors.push(format!(
+                    "{}: listen.tls_cert is set but listen.tls_key is missing (they go together)",
+                    self.source
+                ));
+                return None;
+            }
+            (None, Some(_)) => {
+                self.errors.push(format!(
+                    "{}: listen.tls_key is set but listen.tls_cert is missing (they go together)",
+                    self.source
+                ));
+                return None;
+            }
+        };
+        match super::listen_tls::load(&cert, &key, client_ca.as_deref()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.errors.push(format!("{}: {e}", self.source));
+                None
+            }
         }
     }
 
@@ -334,17 +380,46 @@ impl Reader<'_> {
                 self.source
             ));
         }
+        let max_replication_lag = self.bounded_duration(
+            "check",
+            "max_replication_lag",
+            Check::DEFAULT_MAX_REPLICATION_LAG,
+            MAX_LAG,
+        );
+        // Unset, it follows the bound (half of it), so changing the bound alone never
+        // makes the config invalid.
+        let lag_recover =
+            self.bounded_duration("check", "lag_recover", max_replication_lag / 2, MAX_LAG);
+        if lag_recover > max_replication_lag {
+            self.errors.push(format!(
+                "{}: check.lag_recover = {}: must not exceed check.max_replication_lag ({})",
+                self.source,
+                fmt_duration(lag_recover),
+                fmt_duration(max_replication_lag)
+            ));
+        }
         Check {
             interval,
             timeout,
             stale_after,
             query,
-            max_replication_lag: self.bounded_duration(
+            max_replication_lag,
+            lag_recover,
+            recover_rounds: self.number(
                 "check",
-                "max_replication_lag",
-                Check::DEFAULT_MAX_REPLICATION_LAG,
-                MAX_LAG,
-            ),
+                "recover_rounds",
+                Check::DEFAULT_RECOVER_ROUNDS,
+                1,
+                Check::MAX_RECOVER_ROUNDS,
+            ) as u32,
+            lag_samples: self.number(
+                "check",
+                "lag_samples",
+                Check::DEFAULT_LAG_SAMPLES,
+                1,
+                Check::MAX_LAG_SAMPLES,
+            ) as u32,
+            full_grace: self.duration("check", "full_grace", Check::DEFAULT_FULL_GRACE),
             replication_channels: self
                 .list("check", "replication_channels")
                 .unwrap_or_default(),
@@ -422,6 +497,7 @@ impl Reader<'_> {
             maintenance,
             soft_lag,
             min_weight,
+            ramp: self.duration("agent", "ramp", Agent::DEFAULT_RAMP),
         }
     }
 

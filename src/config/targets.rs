@@ -77,6 +77,7 @@ fn entries(
     defaults.remove("target");
     // Read once, for the process, not again per target.
     defaults.remove("haproxy");
+    defaults.remove("discover");
     let mut out: Vec<TargetEntry> = Vec::new();
     for (i, item) in list.iter().enumerate() {
         let at = format!("{source}: [[target]] #{}", i + 1);
@@ -239,6 +240,28 @@ impl Config {
         Ok((self.for_target(entry), Some(entry.name.clone())))
     }
 
+    /// The settings of a target found by `[[discover]]`: the `[mysql]`/`[check]`
+    /// defaults at `host:port`, with its own maintenance flag beside the default one
+    /// (as a `[[target]]` entry named `name` would have).
+    pub(crate) fn for_discovered(&self, name: &str, host: &str, port: u16) -> Config {
+        let mut mysql = self.mysql.clone();
+        mysql.target = Target::Tcp {
+            host: host.to_string(),
+            port,
+        };
+        let mut check = self.check.clone();
+        let dir = check.maintenance_file.parent().unwrap_or(Path::new("/"));
+        check.maintenance_file = dir.join(format!("maintenance.{name}"));
+        Config {
+            mysql,
+            check,
+            targets: Vec::new(),
+            haproxy: Vec::new(),
+            discover: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// The settings one target runs with: the process's, with its `[mysql]`/`[check]`.
     pub(crate) fn for_target(&self, t: &TargetEntry) -> Config {
         Config {
@@ -246,6 +269,7 @@ impl Config {
             check: t.check.clone(),
             targets: Vec::new(),
             haproxy: Vec::new(),
+            discover: Vec::new(),
             ..self.clone()
         }
     }

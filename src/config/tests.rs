@@ -42,6 +42,33 @@ fn defaults_on_loopback() {
     assert_eq!(c.mysql.user, "mysqlchk");
     assert_eq!(c.check.maintenance_status, 404);
     assert_eq!(c.agent.min_weight, 10);
+    assert_eq!(c.check.lag_recover, Duration::from_secs(15));
+    assert_eq!(c.check.recover_rounds, 3);
+    assert_eq!(c.check.lag_samples, 3);
+    assert_eq!(c.check.full_grace, Duration::from_secs(30));
+    assert_eq!(c.agent.ramp, Duration::from_secs(10));
+}
+
+#[test]
+fn lag_recover_follows_the_bound_and_stays_below_it() {
+    let c = ok(
+        &format!("{LOOPBACK}[check]\nmax_replication_lag = \"10s\"\n"),
+        &[],
+    );
+    assert_eq!(c.check.lag_recover, Duration::from_secs(5));
+    let e = errs(
+        &format!("{LOOPBACK}[check]\nmax_replication_lag = \"10s\"\nlag_recover = \"11s\"\n"),
+        &[],
+    );
+    assert!(
+        e[0].contains("check.lag_recover = 11s: must not exceed"),
+        "{e:?}"
+    );
+    let e = errs(
+        &format!("{LOOPBACK}[check]\nlag_samples = 0\nrecover_rounds = 0\n"),
+        &[],
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
 }
 
 #[test]

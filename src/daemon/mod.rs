@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::fleet::discoverer::Discoverers;
 use crate::fleet::probers::Probers;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
@@ -60,6 +61,7 @@ struct Daemon {
     config: Arc<ArcSwap<Config>>,
     fleet: Arc<ArcSwap<Fleet>>,
     probers: Probers,
+    discoverers: Discoverers,
     responder: Arc<Responder>,
     tracker: TaskTracker,
     running: Vec<Running>,
@@ -129,6 +131,8 @@ enum Event {
     Reload,
     /// SIGUSR2: hand the sockets over to a new process.
     HandOver,
+    /// Discovery changed the targets it knows: rebuild the fleet.
+    Discovered,
 }
 
 /// The signals we act on, installed before anything waits (until then a SIGHUP or
@@ -177,6 +181,8 @@ struct Events {
     signals: Option<Signals>,
     shutdown: CancellationToken,
     injected: Option<mpsc::UnboundedReceiver<Event>>,
+    /// Told of every change discovery makes (none without `[[discover]]`).
+    discovered: Option<tokio::sync::watch::Receiver<u64>>,
     /// Events that arrived while only a stop was awaited (injected ones; signals stay
     /// pending on their own): handed out first by [`Events::next`].
     deferred: VecDeque<Event>,
@@ -188,6 +194,7 @@ impl Events {
             signals,
             shutdown,
             injected: None,
+            discovered: None,
             deferred: VecDeque::new(),
         }
     }
@@ -210,6 +217,7 @@ impl Events {
             _ = self.shutdown.cancelled() => Event::Stop,
             e = next_signal(&mut self.signals) => e,
             e = next_injected(&mut self.injected) => e,
+            e = next_discovered(&mut self.discovered) => e,
         }
     }
 
@@ -242,6 +250,17 @@ async fn next_signal(signals: &mut Option<Signals>) -> Event {
 async fn stop_signal(signals: &mut Option<Signals>) {
     match signals {
         Some(s) => s.stop().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A discovery change; never, without discovery (or once it is gone).
+async fn next_discovered(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Event {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Event::Discovered,
+            Err(_) => std::future::pending().await,
+        },
         None => std::future::pending().await,
     }
 }
@@ -313,10 +332,16 @@ pub async fn run(
         metrics.push.clone(),
         shutdown.clone(),
     ));
+    // Discovery tasks never touch the fleet: they tell the control loop, which
+    // rebuilds it (`Event::Discovered`), so reloads and discovery never race.
+    let (discoverers, discovered) =
+        Discoverers::start(config.clone(), metrics.discovery.clone(), shutdown.clone());
+    events.discovered = Some(discovered);
     let mut d = Daemon {
         config,
         fleet,
         probers,
+        discoverers,
         responder,
         tracker: TaskTracker::new(),
         running: Vec::new(),
@@ -394,6 +419,7 @@ async fn control(d: &mut Daemon, events: &mut Events) {
         match events.next().await {
             Event::Stop => return,
             Event::Reload => d.reload(),
+            Event::Discovered => d.rediscover(),
             Event::HandOver => {
                 if d.hand_over(events).await != HandOver::Failed {
                     return;

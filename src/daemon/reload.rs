@@ -69,7 +69,12 @@ impl Daemon {
         let new = Arc::new(new);
         // Targets that stay keep their snapshot cell and prober; only what changed
         // is started, stopped or handed its new settings.
-        let fleet = Fleet::from_config(new.clone(), Some(&self.fleet.load()));
+        self.discoverers.apply(&new.discover);
+        let fleet = Fleet::with_discovered(
+            new.clone(),
+            &self.discoverers.found(),
+            Some(&self.fleet.load()),
+        );
         self.probers.apply(&fleet);
         self.fleet.store(Arc::new(fleet));
         self.config.store(new);
@@ -95,5 +100,17 @@ impl Daemon {
         }
         tracing::info!("reloaded {}", self.path.display());
         self.notifier.notify("READY=1");
+    }
+
+    /// Discovery changed what it knows: the fleet becomes the config's targets and the
+    /// discovered ones; probers start and stop accordingly, kept targets keep theirs.
+    pub(super) fn rediscover(&mut self) {
+        let fleet = Fleet::with_discovered(
+            self.config.load_full(),
+            &self.discoverers.found(),
+            Some(&self.fleet.load()),
+        );
+        self.probers.apply(&fleet);
+        self.fleet.store(Arc::new(fleet));
     }
 }

@@ -30,6 +30,7 @@ fn snapshot() -> Snapshot {
             detail: String::new(),
         }),
         maintenance: None,
+        policy: Default::default(),
     }
 }
 
@@ -53,11 +54,11 @@ fn fleet_of(published: Arc<Published>) -> Fleet {
     let config = crate::config::from_str("[listen]\nhttp=\"127.0.0.1:1\"\n", "t", &BTreeMap::new())
         .unwrap()
         .config;
-    Fleet::single(Arc::new(crate::fleet::Target {
-        name: String::new(),
-        config: Arc::new(config),
+    Fleet::single(Arc::new(crate::fleet::Target::configured(
+        "",
+        Arc::new(config),
         published,
-    }))
+    )))
 }
 
 #[test]
@@ -162,10 +163,16 @@ fn the_control_loop_acts_on_injected_events() {
             )),
             probers: Probers::start(
                 &fleet.load(),
-                metrics,
+                metrics.clone(),
                 tokio::sync::watch::channel(Default::default()).0,
                 shutdown.clone(),
             ),
+            discoverers: crate::fleet::discoverer::Discoverers::start(
+                config.clone(),
+                metrics.discovery.clone(),
+                shutdown.clone(),
+            )
+            .0,
             config,
             fleet,
             tracker: TaskTracker::new(),

@@ -7,14 +7,19 @@
 //! `ArcSwap`, so a request takes one load and sees one consistent set of targets; a
 //! target that survives a reload unchanged keeps its `Published` cell (the same `Arc`),
 //! so its snapshot and round count go on; a config without `[[target]]` is a fleet of
-//! one that is *not* named, and every request goes to it exactly as before.
+//! one that is *not* named, and every request goes to it exactly as before; a
+//! configured `[[target]]` wins over a discovered target at the same address or name.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{Config, Target as Address};
+use crate::role::Role;
 use crate::snapshot::Published;
+use crate::verdict::{evaluate, State, Verdict};
 
+pub(crate) mod discover;
+pub(crate) mod discoverer;
 pub(crate) mod probers;
 pub(crate) mod route;
 pub(crate) mod spread;
@@ -25,6 +30,30 @@ pub(crate) struct Target {
     pub(crate) name: String,
     pub(crate) config: Arc<Config>,
     pub(crate) published: Arc<Published>,
+    pub(crate) origin: Origin,
+    /// Discovered, and no longer in the topology: answers `not in topology` until
+    /// `forget_after` has passed (then it is no longer in the fleet at all).
+    pub(crate) gone: bool,
+}
+
+/// Where a target comes from, for `/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The config itself (`[[target]]`, or the single server).
+    Config,
+    /// A `[[discover]]` entry: its source and the seed it asks.
+    Discovered {
+        from: crate::config::discover::Source,
+        seed: String,
+    },
+}
+
+/// One target a `[[discover]]` entry knows, for building the fleet.
+#[derive(Debug, Clone)]
+pub(crate) struct DiscoveredTarget {
+    pub(crate) found: discover::Found,
+    pub(crate) origin: Origin,
+    pub(crate) gone: bool,
 }
 
 impl std::fmt::Debug for Target {
@@ -36,12 +65,53 @@ impl std::fmt::Debug for Target {
 impl Target {
     #[cfg(test)]
     pub(crate) fn new(name: impl Into<String>, config: Arc<Config>) -> Target {
+        Target::configured(name, config, Arc::new(Published::new()))
+    }
+
+    /// A target of the config (not discovered).
+    pub(crate) fn configured(
+        name: impl Into<String>,
+        config: Arc<Config>,
+        published: Arc<Published>,
+    ) -> Target {
         Target {
             name: name.into(),
             config,
-            published: Arc::new(Published::new()),
+            published,
+            origin: Origin::Config,
+            gone: false,
         }
     }
+
+    /// The verdict on this target for `role`: its latest snapshot's, except that a
+    /// discovered target gone from the topology is down `not in topology` whatever its
+    /// server says (HAProxy should stop sending it traffic before it is forgotten).
+    pub(crate) fn verdict(
+        &self,
+        now: std::time::Instant,
+        role: Role,
+        max_lag: Option<std::time::Duration>,
+    ) -> Verdict {
+        if self.gone {
+            return Verdict {
+                role,
+                state: State::Down,
+                reason: "not in topology".into(),
+                maintenance: false,
+                lag: None,
+            };
+        }
+        let snap = self.published.latest();
+        evaluate(snap.as_deref(), now, &self.config.check, role, max_lag)
+    }
+}
+
+/// One target of a fleet being built.
+struct Entry {
+    name: String,
+    config: Arc<Config>,
+    origin: Origin,
+    gone: bool,
 }
 
 /// The set of targets at one moment.
@@ -85,12 +155,47 @@ impl Fleet {
     /// The fleet `config` describes (its `[[target]]` entries, or itself alone);
     /// targets already in `old` keep their snapshot cell.
     pub(crate) fn from_config(config: Arc<Config>, old: Option<&Fleet>) -> Fleet {
-        let entries = config
+        Fleet::with_discovered(config, &[], old)
+    }
+
+    /// The fleet of `config`'s `[[target]]` entries and the targets discovery knows
+    /// (`found`, in order; the first of several at one address or with one name wins,
+    /// and a `[[target]]` wins over all of them). With `[[discover]]` the fleet is named
+    /// even while discovery has found nothing yet.
+    pub(crate) fn with_discovered(
+        config: Arc<Config>,
+        found: &[DiscoveredTarget],
+        old: Option<&Fleet>,
+    ) -> Fleet {
+        let mut entries: Vec<Entry> = config
             .targets
             .iter()
-            .map(|t| (t.name.clone(), Arc::new(config.for_target(t))))
+            .map(|t| Entry {
+                name: t.name.clone(),
+                config: Arc::new(config.for_target(t)),
+                origin: Origin::Config,
+                gone: false,
+            })
             .collect();
-        Fleet::build(config, entries, old)
+        for d in found {
+            let f = &d.found;
+            let taken = entries.iter().any(|e| {
+                e.name == f.name
+                    || matches!(&e.config.mysql.target, Address::Tcp { host, port }
+                        if *port == f.port && host.eq_ignore_ascii_case(&f.host))
+            });
+            if taken {
+                continue;
+            }
+            entries.push(Entry {
+                name: f.name.clone(),
+                config: Arc::new(config.for_discovered(&f.name, &f.host, f.port)),
+                origin: d.origin.clone(),
+                gone: d.gone,
+            });
+        }
+        let named = !config.discover.is_empty();
+        Fleet::build(config, entries, named, old)
     }
 
     /// Resolves once every target has published a first snapshot (told, not polled).
@@ -109,35 +214,30 @@ impl Fleet {
         })
     }
 
-    /// The fleet a config describes: `entries` are the `[[target]]` entries (name and
-    /// effective settings), none for a fleet of one on `base`. Targets already in `old`
-    /// keep their snapshot cell, so a reload does not reset them.
-    pub(crate) fn build(
-        base: Arc<Config>,
-        entries: Vec<(String, Arc<Config>)>,
-        old: Option<&Fleet>,
-    ) -> Fleet {
+    /// The fleet a config describes: `entries` are the `[[target]]` and discovered
+    /// entries (name and effective settings); none, and not `named` (no
+    /// `[[discover]]`), is a fleet of one on `base`. Targets already in `old` keep their
+    /// snapshot cell, so a reload or a discovery pass does not reset them.
+    fn build(base: Arc<Config>, entries: Vec<Entry>, named: bool, old: Option<&Fleet>) -> Fleet {
         let cell = |name: &str, named: bool| {
             old.filter(|o| o.named == named)
                 .and_then(|o| o.get(name))
                 .map(|t| t.published.clone())
                 .unwrap_or_else(|| Arc::new(Published::new()))
         };
-        if entries.is_empty() {
-            return Fleet::single(Arc::new(Target {
-                name: String::new(),
-                published: cell("", false),
-                config: base,
-            }));
+        if entries.is_empty() && !named {
+            return Fleet::single(Arc::new(Target::configured("", base, cell("", false))));
         }
         Fleet::named(
             entries
                 .into_iter()
-                .map(|(name, config)| {
+                .map(|e| {
                     Arc::new(Target {
-                        published: cell(&name, true),
-                        name,
-                        config,
+                        published: cell(&e.name, true),
+                        name: e.name,
+                        config: e.config,
+                        origin: e.origin,
+                        gone: e.gone,
                     })
                 })
                 .collect(),

@@ -321,6 +321,24 @@ impl Probe {
         )
     }
 
+    /// One statement outside the rounds (discovery reads the topology through it):
+    /// connect if needed, then `sql` under the same deadlines as a round's statements;
+    /// the rows as (column, text) pairs. An error reply keeps the connection.
+    pub(crate) async fn rows(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<Vec<(String, Option<String>)>>, ProbeError> {
+        self.deadline = tokio::time::Instant::now() + self.budget;
+        self.expired = None;
+        if self.conn.is_none() {
+            self.connect().await?;
+        }
+        match self.statement(Step::Query, sql, Rows::Keep).await {
+            Ok(rows) => Ok(rows.iter().map(columns).collect()),
+            Err(f) => Err(f.into_error(Step::Query)),
+        }
+    }
+
     /// Close the connection, bounded in time, never reusing it.
     pub async fn close(&mut self) {
         self.repl_sql = None;

@@ -64,7 +64,7 @@ pub struct Settings {
 }
 
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Io(String),
     Reply(ReplyError),
 }
@@ -78,8 +78,13 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Send `cmd` (one line) and read the reply until HAProxy closes.
-async fn command(ep: &Endpoint, cmd: &str, timeout: Duration) -> Result<String, Failure> {
+/// Send `cmd` (one line) and read the reply until HAProxy closes (also discovery's
+/// `show servers state`).
+pub(crate) async fn command(
+    ep: &Endpoint,
+    cmd: &str,
+    timeout: Duration,
+) -> Result<String, Failure> {
     let run = async {
         match ep {
             Endpoint::Unix(p) => exchange(tokio::net::UnixStream::connect(p).await?, cmd).await,

@@ -10,6 +10,8 @@
 //! word: HAProxy applies an agent `down` at once (no `fall`), so a restart must leave
 //! the server's state as it was rather than pull it from the pool.
 //! In fleet mode the first word names the target: `agent-send "db1/replica\n"`.
+//! A role that comes back up ramps: its weight is at most `agent.min_weight` rising to
+//! 100% over `agent.ramp` (README, "Verdict policy"); a full server drains.
 //! Invariants: the reply is one line of printable ASCII; reasons are our own phrases.
 
 use std::sync::Arc;
@@ -22,9 +24,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{parse_duration, Agent, AgentMaintenance, Config};
 use crate::fleet::{route, Fleet};
+use crate::policy::ramp_weight;
 use crate::respond::accept::{accept_loop, FirstLook, Responder};
 use crate::role::Role;
-use crate::verdict::{evaluate, State, Verdict};
+use crate::verdict::{State, Verdict};
 
 const SEND_WAIT: Duration = Duration::from_millis(100);
 
@@ -85,11 +88,18 @@ pub fn weight(lag: Option<u64>, agent: &Agent, hard: Duration) -> u8 {
     (w.round() as u8).clamp(agent.min_weight, 100)
 }
 
-/// The reply line (with its newline) for a verdict.
-pub fn line(v: &Verdict, agent: &Agent, hard: Duration) -> String {
+/// The reply line (with its newline) for a verdict; `back_for` is how long the role
+/// has been up again after being down (`None` when it did not come back).
+pub fn line(v: &Verdict, agent: &Agent, hard: Duration, back_for: Option<Duration>) -> String {
     let reason = |s: &str| clean_reason(s);
     match v.state {
-        State::Up => format!("up ready {}%\n", weight(v.lag, agent, hard)),
+        State::Up => {
+            let ramp = ramp_weight(back_for, agent.ramp, agent.min_weight);
+            format!("up ready {}%\n", weight(v.lag, agent, hard).min(ramp))
+        }
+        // Full, not in maintenance: drain whatever `agent.maintenance` says, so it
+        // keeps its sessions and comes back by itself (README, "Verdict policy").
+        State::Maintenance if !v.maintenance => "drain\n".into(),
         State::Maintenance => match agent.maintenance {
             AgentMaintenance::Drain => "drain\n".into(),
             AgentMaintenance::Maint => "maint\n".into(),
@@ -131,11 +141,17 @@ pub(crate) fn answer(sent: &str, config: &Config, fleet: &Fleet, now: Instant) -
     };
     let check = &target.config.check;
     let snap = target.published.latest();
-    let v = evaluate(snap.as_deref(), now, check, ask.role, ask.max_lag);
+    let v = target.verdict(now, ask.role, ask.max_lag);
+    // The ramp follows the role's verdict on the configured bound (the one the
+    // checker tracks), whatever bound this request asked for.
+    let back_for = snap
+        .as_deref()
+        .and_then(|s| s.policy.back_for(ask.role, now));
     line(
         &v,
         &config.agent,
         ask.max_lag.unwrap_or(check.max_replication_lag),
+        back_for,
     )
 }
 
@@ -187,6 +203,7 @@ mod tests {
             maintenance: AgentMaintenance::Drain,
             soft_lag: Duration::from_secs(10),
             min_weight: 10,
+            ramp: Duration::from_secs(10),
         }
     }
 
@@ -246,34 +263,80 @@ mod tests {
         let a = agent();
         let hard = Duration::from_secs(30);
         assert_eq!(
-            line(&v(State::Up, "", false, None), &a, hard),
+            line(&v(State::Up, "", false, None), &a, hard, None),
             "up ready 100%\n"
         );
         assert_eq!(
-            line(&v(State::Up, "", false, Some(20)), &a, hard),
+            line(&v(State::Up, "", false, Some(20)), &a, hard, None),
             "up ready 55%\n"
         );
         assert_eq!(
-            line(&v(State::Maintenance, "x", true, None), &a, hard),
+            line(&v(State::Maintenance, "x", true, None), &a, hard, None),
             "drain\n"
         );
         let mut m = agent();
         m.maintenance = AgentMaintenance::Maint;
         assert_eq!(
-            line(&v(State::Maintenance, "x", true, None), &m, hard),
+            line(&v(State::Maintenance, "x", true, None), &m, hard, None),
             "maint\n"
         );
         assert_eq!(
-            line(&v(State::Down, "connection refused", false, None), &a, hard),
+            line(
+                &v(State::Down, "connection refused", false, None),
+                &a,
+                hard,
+                None
+            ),
             "down #connection refused\n"
         );
         assert_eq!(
-            line(&v(State::Down, "connection refused", true, None), &a, hard),
+            line(
+                &v(State::Down, "connection refused", true, None),
+                &a,
+                hard,
+                None
+            ),
             "drain down #maintenance: connection refused\n"
         );
         assert_eq!(
-            line(&v(State::Starting, "", false, None), &a, hard),
+            line(&v(State::Starting, "", false, None), &a, hard, None),
             "#starting\n"
         );
+        // Full (maintenance state without the flag): drain even when maintenance is maint.
+        assert_eq!(
+            line(
+                &v(
+                    State::Maintenance,
+                    "full: too many connections",
+                    false,
+                    None
+                ),
+                &m,
+                hard,
+                None
+            ),
+            "drain\n"
+        );
+    }
+
+    #[test]
+    fn a_returning_role_ramps_and_the_lower_weight_wins() {
+        let a = agent();
+        let hard = Duration::from_secs(30);
+        let up = |lag, back: Option<u64>| {
+            line(
+                &v(State::Up, "", false, lag),
+                &a,
+                hard,
+                back.map(Duration::from_secs),
+            )
+        };
+        assert_eq!(up(None, Some(0)), "up ready 10%\n");
+        assert_eq!(up(None, Some(5)), "up ready 55%\n");
+        assert_eq!(up(None, Some(10)), "up ready 100%\n");
+        assert_eq!(up(None, None), "up ready 100%\n");
+        // Lag weight 55% beats a ramp at 82%; a ramp at 10% beats lag weight 55%.
+        assert_eq!(up(Some(20), Some(8)), "up ready 55%\n");
+        assert_eq!(up(Some(20), Some(0)), "up ready 10%\n");
     }
 }

@@ -14,7 +14,7 @@ use crate::fleet::{route, Fleet, Target};
 use crate::respond::http::{query_pairs, sanitize, Request, Response, JSON, METRICS};
 use crate::respond::status;
 use crate::role::Role;
-use crate::verdict::{evaluate, State};
+use crate::verdict::State;
 
 pub(crate) const KNOWN_PATHS: &str = "/, /health, /primary (/master, /read-write, /rw), /replica (/slave), /read-only (/ro), /live, /status, /metrics";
 
@@ -64,6 +64,8 @@ pub(crate) struct EndpointInputs<'a> {
     pub(crate) metrics: &'a dyn Fn() -> String,
     /// The HAProxy pushers' state for `/status` (none in one-shot modes).
     pub(crate) push: Option<&'a crate::push::stats::Stats>,
+    /// The discoverers' state for `/status` (none in one-shot modes).
+    pub(crate) discovery: Option<&'a crate::metrics::DiscoveryStats>,
 }
 
 /// The answer to one parsed request, and the endpoint label for metrics.
@@ -92,7 +94,11 @@ pub(crate) fn respond(req: &Request, v: &EndpointInputs<'_>) -> (Response, &'sta
             Response::text(403, "forbidden: not in listen.admin_allow")
         }
         Endpoint::Status => no_params(&params).unwrap_or_else(|| {
-            Response::with_type(200, JSON, status::render(v.config, v.fleet, v.push, v.now))
+            Response::with_type(
+                200,
+                JSON,
+                status::render(v.config, v.fleet, v.push, v.discovery, v.now),
+            )
         }),
         Endpoint::Metrics => {
             no_params(&params).unwrap_or_else(|| Response::with_type(200, METRICS, (v.metrics)()))
@@ -151,8 +157,7 @@ fn role_response(role: Role, params: &[(String, String)], t: &Target, now: Insta
         Err(e) => return Response::text(400, e),
     };
     let check = &t.config.check;
-    let snap = t.published.latest();
-    let verdict = evaluate(snap.as_deref(), now, check, role, max_lag);
+    let verdict = t.verdict(now, role, max_lag);
     let status = match verdict.state {
         State::Up => 200,
         State::Maintenance => check.maintenance_status,

@@ -6,12 +6,17 @@
 //! down our side and drain what the peer still sends for a moment, so unread bytes do
 //! not turn into an RST that eats the response (HAProxy often closes with RST);
 //! ECONNRESET/EPIPE are normal.
+//!
+//! With `listen.tls_cert` set (README, "HTTPS") the first look reads nothing: every
+//! connection goes to the asynchronous path, whose TLS handshake runs under the same
+//! deadline as the request head, after admission; a failed handshake is closed with
+//! nothing served in clear.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -41,7 +46,23 @@ pub async fn http_loop(
         |stream, peer, responder, next| async move {
             match next {
                 FirstLook::Finish(rest) => finish(stream, &rest, true).await,
-                FirstLook::Continue(prefix) => handle(stream, peer, &responder, prefix).await,
+                FirstLook::Continue(prefix) => {
+                    // TLS when configured and nothing was read in clear: a connection
+                    // the first look read plain bytes from, before a reload turned TLS
+                    // on, stays plain.
+                    let tls = if prefix.is_empty() {
+                        tls_config(&responder)
+                    } else {
+                        None
+                    };
+                    match tls {
+                        Some(server) => handle_tls(stream, peer, &responder, server).await,
+                        None => {
+                            let deadline = request_deadline(&responder);
+                            handle(stream, peer, &responder, prefix, deadline, false).await
+                        }
+                    }
+                }
                 FirstLook::Done => {}
             }
         },
@@ -68,9 +89,13 @@ fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, b
                         (name, &t.config.check, &*t.published)
                     })
                     .collect();
-                responder
+                let mut text = responder
                     .metrics
-                    .render(&targets, !cfg.haproxy.is_empty(), now)
+                    .render(&targets, !cfg.haproxy.is_empty(), now);
+                if !cfg.discover.is_empty() {
+                    responder.metrics.discovery.render(&mut text);
+                }
+                text
             };
             let inputs = EndpointInputs {
                 config: &cfg,
@@ -79,6 +104,7 @@ fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, b
                 now,
                 metrics: &metrics,
                 push: Some(&responder.metrics.push),
+                discovery: Some(&responder.metrics.discovery),
             };
             let (r, label) = respond(&req, &inputs);
             if cfg.log.access_log {
@@ -95,6 +121,10 @@ fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, b
 /// The synchronous first look (see [`FastPath`](crate::respond::accept::FastPath)).
 fn http_fast(stream: &std::net::TcpStream, peer: IpAddr, responder: &Responder) -> FirstLook {
     use std::io::{Read, Write};
+    if tls_config(responder).is_some() {
+        // The handshake needs the asynchronous path; read nothing here.
+        return FirstLook::Continue(Vec::new());
+    }
     let mut chunk = [0u8; 2048];
     let n = match (&*stream).read(&mut chunk) {
         Ok(0) => return FirstLook::Done,
@@ -115,20 +145,71 @@ fn http_fast(stream: &std::net::TcpStream, peer: IpAddr, responder: &Responder) 
     }
 }
 
-/// One HTTP exchange, asynchronously, from the bytes already received.
-pub async fn handle(mut stream: TcpStream, peer: IpAddr, responder: &Responder, prefix: Vec<u8>) {
+/// The server configuration when the HTTP listeners speak TLS.
+fn tls_config(responder: &Responder) -> Option<Arc<rustls::ServerConfig>> {
+    responder
+        .config
+        .load()
+        .listen
+        .tls
+        .as_ref()
+        .map(|t| t.server.clone())
+}
+
+/// The one deadline of a connection: handshake (with TLS) and request head.
+fn request_deadline(responder: &Responder) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
     // A validated request_timeout is at most a day; an unrepresentable deadline
     // answers 408 at once instead of panicking.
-    let deadline = now
-        .checked_add(responder.config.load().listen.request_timeout)
-        .unwrap_or(now);
+    now.checked_add(responder.config.load().listen.request_timeout)
+        .unwrap_or(now)
+}
+
+/// The TLS handshake, then the exchange inside it, all under one deadline. A failed
+/// or late handshake is closed: there is no channel to answer on.
+async fn handle_tls(
+    stream: TcpStream,
+    peer: IpAddr,
+    responder: &Responder,
+    server: Arc<rustls::ServerConfig>,
+) {
+    let deadline = request_deadline(responder);
+    let acceptor = tokio_rustls::TlsAcceptor::from(server);
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => handle(tls, peer, responder, Vec::new(), deadline, true).await,
+        Ok(Err(e)) => handshake_failed(peer, &e),
+        Err(_) => handshake_failed(peer, &"no handshake within listen.request_timeout"),
+    }
+}
+
+/// Handshake failures (a client without the right certificate, plain HTTP on the
+/// HTTPS port, a scanner) are logged at most once a minute.
+fn handshake_failed(peer: IpAddr, e: &dyn std::fmt::Display) {
+    use std::sync::Mutex;
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+        *last = Some(Instant::now());
+        tracing::warn!(%peer, "TLS handshake failed: {e} (logged at most once a minute)");
+    }
+}
+
+/// One HTTP exchange, asynchronously, from the bytes already received. With `tls`
+/// the answer always ends with a TLS close (close_notify), so clients see a clean end.
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: IpAddr,
+    responder: &Responder,
+    prefix: Vec<u8>,
+    deadline: tokio::time::Instant,
+    tls: bool,
+) {
     let mut buf = prefix;
     let mut chunk = [0u8; 2048];
     loop {
         if !buf.is_empty() {
             if let Some((bytes, clean)) = answer(&buf, peer, responder) {
-                finish(stream, &bytes, !clean).await;
+                finish(stream, &bytes, !clean || tls).await;
                 return;
             }
         }
@@ -150,9 +231,14 @@ pub async fn handle(mut stream: TcpStream, peer: IpAddr, responder: &Responder, 
 
 /// One write, then close: at once when everything the peer sent was read, else
 /// lingering — shut down our side and drain for a moment, so the peer's unread
-/// bytes do not turn into an RST that eats the answer.
-async fn finish(mut stream: TcpStream, bytes: &[u8], linger: bool) {
-    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes)).await {
+/// bytes do not turn into an RST that eats the answer. (For TLS, the shutdown is
+/// the close_notify, and the flush pushes out what the TLS layer still buffers.)
+async fn finish<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, bytes: &[u8], linger: bool) {
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
         Ok(Ok(())) => {}
         _ => return,
     }

@@ -10,32 +10,44 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{fmt_duration, Config, Credentials};
 use crate::facts::{Facts, OptionalFact};
-use crate::fleet::{Fleet, Target};
+use crate::fleet::{Fleet, Origin, Target};
 use crate::role::Role;
 use crate::snapshot::Snapshot;
-use crate::verdict::evaluate;
 
 /// The document: with one target (no `[[target]]`) its roles, snapshot and config at
 /// the top level; in fleet mode `targets`, every target in config order with its own.
-/// `push`: the HAProxy pushers' state, shown when `[[haproxy]]` is configured.
+/// `push`: the HAProxy pushers' state, shown when `[[haproxy]]` is configured;
+/// `discovery`: each `[[discover]]` entry's latest pass and changes, shown when one is
+/// configured (every target then also says where it comes from).
 pub(crate) fn render(
     config: &Config,
     fleet: &Fleet,
     push: Option<&crate::push::stats::Stats>,
+    discovery: Option<&crate::metrics::DiscoveryStats>,
     now: Instant,
 ) -> String {
     let haproxy = push
         .filter(|_| !config.haproxy.is_empty())
         .map(|p| crate::push::status(p, now));
+    let discovery = discovery
+        .filter(|_| !config.discover.is_empty())
+        .map(|d| discovery_doc(config, d));
     let mut out = match (fleet.is_named(), fleet.targets()) {
         (false, [t]) => {
             let mut doc = target(t, now);
             if let Some(h) = haproxy {
                 doc["haproxy"] = h;
             }
+            if let Some(d) = discovery {
+                doc["discovery"] = d;
+            }
             pretty(&doc, 0)
         }
-        (_, targets) => fleet_doc(targets, haproxy, now),
+        (_, targets) => {
+            // In the order a whole tree would print its keys (sorted), before `targets`.
+            let head = [("discovery", discovery), ("haproxy", haproxy)];
+            fleet_doc(config, targets, head, now)
+        }
     };
     out.push('\n');
     out
@@ -45,25 +57,29 @@ pub(crate) fn render(
 /// (tens of MiB of small allocations) would be built for every request and left as
 /// heap fragmentation, most of the checker's resident memory (README "Benchmarks",
 /// fleet mode). The text is exactly what `to_string_pretty` of the whole tree gives:
-/// keys in sorted order (`haproxy`, `targets`, `version`), two-space indentation.
-fn fleet_doc(targets: &[std::sync::Arc<Target>], haproxy: Option<Value>, now: Instant) -> String {
+/// keys in sorted order (`head`'s, which sort before `targets`, then `targets`,
+/// `version`), two-space indentation.
+fn fleet_doc(
+    config: &Config,
+    targets: &[std::sync::Arc<Target>],
+    head: [(&str, Option<Value>); 2],
+    now: Instant,
+) -> String {
     let mut out = String::from("{\n");
-    if let Some(h) = haproxy {
-        out.push_str("  \"haproxy\": ");
-        out.push_str(&pretty(&h, 2));
-        out.push_str(",\n");
+    for (key, v) in head {
+        if let Some(v) = v {
+            out.push_str(&format!("  {}: ", Value::from(key)));
+            out.push_str(&pretty(&v, 2));
+            out.push_str(",\n");
+        }
     }
     if targets.is_empty() {
         out.push_str("  \"targets\": [],\n");
     } else {
         out.push_str("  \"targets\": [\n");
         for (i, t) in targets.iter().enumerate() {
-            let mut v = json!({"name": t.name});
-            if let (Value::Object(o), Value::Object(more)) = (&mut v, target(t, now)) {
-                o.extend(more);
-            }
             out.push_str("    ");
-            out.push_str(&pretty(&v, 4));
+            out.push_str(&pretty(&entry(config, t, now), 4));
             out.push_str(if i + 1 < targets.len() { ",\n" } else { "\n" });
         }
         out.push_str("  ],\n");
@@ -72,6 +88,20 @@ fn fleet_doc(targets: &[std::sync::Arc<Target>], haproxy: Option<Value>, now: In
     out.push_str(&pretty(&json!(env!("CARGO_PKG_VERSION")), 2));
     out.push_str("\n}");
     out
+}
+
+/// One target of the fleet document: its name (and, with `[[discover]]`, where it
+/// comes from), roles, snapshot and config.
+fn entry(config: &Config, t: &Target, now: Instant) -> Value {
+    let mut v = json!({"name": t.name});
+    if !config.discover.is_empty() {
+        v["origin"] = origin(&t.origin);
+        v["in_topology"] = json!(!t.gone);
+    }
+    if let (Value::Object(o), Value::Object(more)) = (&mut v, target(t, now)) {
+        o.extend(more);
+    }
+    v
 }
 
 /// `v` pretty-printed as if nested `indent` spaces deep (its first line is not
@@ -85,13 +115,42 @@ fn pretty(v: &Value, indent: usize) -> String {
     text.replace('\n', &format!("\n{}", " ".repeat(indent)))
 }
 
+fn origin(o: &Origin) -> Value {
+    match o {
+        Origin::Config => json!("config"),
+        Origin::Discovered { from, seed } => json!({"discovered": from.as_str(), "seed": seed}),
+    }
+}
+
+fn discovery_doc(config: &Config, d: &crate::metrics::DiscoveryStats) -> Value {
+    let sources = d.sources.lock().map(|m| m.clone()).unwrap_or_default();
+    let list: Vec<Value> = config
+        .discover
+        .iter()
+        .map(|e| {
+            let key = crate::fleet::discoverer::key(e);
+            let s = sources.get(&key).cloned().unwrap_or_default();
+            json!({
+                "from": e.from.as_str(),
+                "seed": e.seed.to_string(),
+                "every": fmt_duration(e.every),
+                "forget_after": fmt_duration(e.forget_after),
+                "last_pass_unix": s.last_pass_unix,
+                "error": s.error,
+                "recent_changes": s.recent.iter().map(|(at, t, c)| json!({"at_unix": at, "target": t, "change": c})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Value::Array(list)
+}
+
 fn target(t: &Target, now: Instant) -> Value {
     let config: &Config = &t.config;
     let snap = t.published.latest();
     let roles: Map<String, Value> = Role::ALL
         .iter()
         .map(|&r| {
-            let v = evaluate(snap.as_deref(), now, &config.check, r, None);
+            let v = t.verdict(now, r, None);
             (
                 r.name().to_string(),
                 json!({"state": v.state.as_str(), "line": v.line(), "maintenance": v.maintenance}),
@@ -207,23 +266,17 @@ mod tests {
     /// What the fleet document was before it was written one target at a time: the
     /// whole tree, pretty-printed at once.
     fn whole_tree(
+        config: &Config,
         targets: &[std::sync::Arc<Target>],
-        haproxy: Option<Value>,
+        head: [(&str, Option<Value>); 2],
         now: Instant,
     ) -> String {
-        let list: Vec<Value> = targets
-            .iter()
-            .map(|t| {
-                let mut v = json!({"name": t.name});
-                if let (Value::Object(o), Value::Object(more)) = (&mut v, target(t, now)) {
-                    o.extend(more);
-                }
-                v
-            })
-            .collect();
+        let list: Vec<Value> = targets.iter().map(|t| entry(config, t, now)).collect();
         let mut doc = json!({"version": env!("CARGO_PKG_VERSION"), "targets": list});
-        if let Some(h) = haproxy {
-            doc["haproxy"] = h;
+        for (key, v) in head {
+            if let Some(v) = v {
+                doc[key] = v;
+            }
         }
         serde_json::to_string_pretty(&doc).unwrap()
     }
@@ -244,17 +297,29 @@ mod tests {
                 detail: "can't connect \"x\"\nsecond line".into(),
             }),
             maintenance: None,
+            policy: Default::default(),
         });
         let now = Instant::now();
+        let config = f.targets()[0].config.clone();
         let h = json!({"sockets": [{"path": "/run/haproxy.sock", "ok": true}], "n": 1});
-        for (targets, haproxy) in [
-            (f.targets(), None),
-            (f.targets(), Some(h.clone())),
-            (&f.targets()[1..], None),
-            (&f.targets()[..0], Some(h)),
+        let d = json!([{"from": "replication", "error": null, "recent_changes": []}]);
+        for (targets, head) in [
+            (f.targets(), [("discovery", None), ("haproxy", None)]),
+            (
+                f.targets(),
+                [("discovery", Some(d.clone())), ("haproxy", Some(h.clone()))],
+            ),
+            (
+                &f.targets()[1..],
+                [("discovery", None), ("haproxy", Some(h.clone()))],
+            ),
+            (
+                &f.targets()[..0],
+                [("discovery", Some(d)), ("haproxy", Some(h))],
+            ),
         ] {
-            let got = fleet_doc(targets, haproxy.clone(), now);
-            assert_eq!(got, whole_tree(targets, haproxy, now));
+            let got = fleet_doc(&config, targets, head.clone(), now);
+            assert_eq!(got, whole_tree(&config, targets, head, now));
         }
     }
 }

@@ -1,14 +1,17 @@
 //! Pure evaluation: (snapshot, policy, role, now) → verdict. Shared by every responder
 //! and by `check` / `inetd`, so HTTP, the agent port and the command line always agree.
+//! The memory that keeps verdicts from flapping (median lag, lag hysteresis, the
+//! full-server grace) rides in the snapshot (`crate::policy`); this module only reads it.
 //!
 //! Invariants: no I/O, no panics, no server-supplied text in a reason (only our
 //! phrases, error numbers and names the operator configured); precedence is
-//! starting > down > maintenance > up.
+//! starting > down > maintenance > up (a full server counts as maintenance).
 
 use std::time::{Duration, Instant};
 
 use crate::config::{fmt_duration, Check};
-use crate::facts::{Channel, Facts, OptionalFact};
+use crate::facts::{Channel, Facts, OptionalFact, Reason};
+use crate::policy::{Bounds, Gate, Policy};
 use crate::role::Role;
 use crate::snapshot::Snapshot;
 
@@ -38,8 +41,10 @@ pub struct Verdict {
     /// Why (for down), what (for up, e.g. the lag), or the maintenance reason.
     pub reason: String,
     /// The server is flagged for maintenance (also set when it is down meanwhile).
+    /// A `Maintenance` state without it is a full server (README, "Verdict policy").
     pub maintenance: bool,
-    /// Worst replication lag seen among the selected channels, for agent weights.
+    /// Judged replication lag (median of the latest rounds' worst selected channel),
+    /// for agent weights.
     pub lag: Option<u64>,
 }
 
@@ -57,7 +62,7 @@ impl Verdict {
     /// The one human line of a health body.
     pub fn line(&self) -> String {
         match (self.state, self.maintenance) {
-            (State::Maintenance, _) => format!("maintenance: {}", self.reason),
+            (State::Maintenance, true) => format!("maintenance: {}", self.reason),
             (State::Down, true) => format!("maintenance: down - {}", self.reason),
             (State::Starting, _) => format!("{}: starting", self.role.name()),
             (_, _) if self.reason.is_empty() => {
@@ -93,12 +98,12 @@ pub fn evaluate(
     );
     if let Some(m) = &snap.maintenance {
         match v.state {
-            State::Up => {
+            // The operator's word wins over "full": it is the one they will look for.
+            State::Up | State::Maintenance => {
                 v.state = State::Maintenance;
                 v.reason = m.reason.clone();
             }
-            State::Down => {}
-            State::Maintenance | State::Starting => {}
+            State::Down | State::Starting => {}
         }
         v.maintenance = true;
     }
@@ -116,6 +121,25 @@ fn judge(snap: &Snapshot, now: Instant, check: &Check, role: Role, max_lag: Dura
     }
     let facts = match &snap.outcome {
         Ok(f) => f,
+        // Full is not dead: the server answered, it has no slot for us. Drain (as
+        // maintenance does) for `check.full_grace`, then down (README, "Verdict policy").
+        Err(e) if e.reason == Reason::TooManyConnections => {
+            return match snap.policy.full_for(now) {
+                Some(d) if d < check.full_grace => {
+                    Verdict::new(role, State::Maintenance, "full: too many connections")
+                }
+                _ if check.full_grace.is_zero() => Verdict::new(role, State::Down, e.phrase()),
+                _ => Verdict::new(
+                    role,
+                    State::Down,
+                    format!(
+                        "{}, full for more than {}",
+                        e.phrase(),
+                        fmt_duration(check.full_grace)
+                    ),
+                ),
+            }
+        }
         Err(e) => return Verdict::new(role, State::Down, e.phrase()),
     };
     if let Err(why) = healthy(facts, check) {
@@ -125,7 +149,7 @@ fn judge(snap: &Snapshot, now: Instant, check: &Check, role: Role, max_lag: Dura
         Role::Health => Verdict::new(role, State::Up, ""),
         Role::Primary => primary(facts, check, role),
         Role::Replica if facts.group_replication() => group_secondary(facts, check, role),
-        Role::Replica => replica(facts, check, max_lag, role),
+        Role::Replica => replica(facts, &snap.policy, check, max_lag, role),
         Role::ReadOnly => {
             // Never stricter than /primary (README, "Roles"): a server that may take
             // writes may take reads, also with a leftover stopped channel or a
@@ -134,7 +158,7 @@ fn judge(snap: &Snapshot, now: Instant, check: &Check, role: Role, max_lag: Dura
             let has_channels =
                 matches!(&facts.channels, OptionalFact::Known(c) if !selected(c, check).is_empty());
             if !primary_up && (has_channels || matches!(facts.channels, OptionalFact::Failed(_))) {
-                return replica(facts, check, max_lag, role);
+                return replica(facts, &snap.policy, check, max_lag, role);
             }
             if facts.galera() {
                 // Healthy (checked above): a Galera node serves reads whatever its
@@ -402,74 +426,111 @@ fn replicating_channel(f: &Facts, check: &Check) -> Option<String> {
         .map(|c| c.name.clone())
 }
 
-fn replica(f: &Facts, check: &Check, max_lag: Duration, role: Role) -> Verdict {
+/// The worst lag of the selected channels if every one of them replicates with a
+/// known lag (what the policy's median is taken over), else `None`.
+pub(crate) fn round_lag(f: &Facts, check: &Check) -> Option<u64> {
+    channels_lag(f, check, Role::Replica).ok()
+}
+
+/// The lag judgement: the judged (median) lag against the bound, with hysteresis.
+fn replica(f: &Facts, policy: &Policy, check: &Check, max_lag: Duration, role: Role) -> Verdict {
+    let worst = match channels_lag(f, check, role) {
+        Ok(w) => w,
+        Err(v) => return v,
+    };
+    // A snapshot that remembers no round (a test's) is judged on this round alone.
+    let judged = policy.judged_lag().unwrap_or(worst);
+    let b = Bounds::for_bound(max_lag, check);
+    let mut v = if Duration::from_secs(judged) > max_lag {
+        Verdict::new(
+            role,
+            State::Down,
+            format!(
+                "replication lag {judged}s exceeds {}",
+                fmt_duration(max_lag)
+            ),
+        )
+    } else {
+        match policy.gate(&b) {
+            Gate::In => Verdict::new(role, State::Up, format!("lag {judged}s")),
+            Gate::Out { good } => {
+                let mut why = format!(
+                    "recovering: lag {judged}s, back at {}",
+                    fmt_duration(b.back_at)
+                );
+                if Duration::from_secs(judged) <= b.back_at {
+                    why += &format!(" ({good} of {} rounds)", b.rounds);
+                }
+                Verdict::new(role, State::Down, why)
+            }
+        }
+    };
+    v.lag = Some(judged);
+    v
+}
+
+/// The selected channels' worst lag, or the verdict that refuses them before any lag.
+fn channels_lag(f: &Facts, check: &Check, role: Role) -> Result<u64, Verdict> {
     let channels = match &f.channels {
         OptionalFact::Known(c) => c,
         OptionalFact::NotCollected => {
-            return Verdict::new(role, State::Down, "replication status not collected")
+            return Err(Verdict::new(
+                role,
+                State::Down,
+                "replication status not collected",
+            ))
         }
         OptionalFact::Failed(e) => {
-            return Verdict::new(
+            return Err(Verdict::new(
                 role,
                 State::Down,
                 format!("replication status unavailable: {}", e.phrase()),
-            )
+            ))
         }
     };
     let chosen = selected(channels, check);
     if chosen.is_empty() {
-        return Verdict::new(
+        return Err(Verdict::new(
             role,
             State::Down,
             "not replicating (no replication channel)",
-        );
+        ));
     }
     let mut worst: u64 = 0;
     for c in &chosen {
         let name = escape(&c.name);
         if !c.io_running() {
-            return Verdict::new(
+            return Err(Verdict::new(
                 role,
                 State::Down,
                 format!(
                     "replication IO thread not running (channel '{name}': {})",
                     known(&c.io_state, &["No", "Connecting"]).unwrap_or("unknown")
                 ),
-            );
+            ));
         }
         if !c.sql_running() {
-            return Verdict::new(
+            return Err(Verdict::new(
                 role,
                 State::Down,
                 format!(
                     "replication SQL thread not running (channel '{name}': {})",
                     known(&c.sql_state, &["No"]).unwrap_or("unknown")
                 ),
-            );
+            ));
         }
         match c.lag {
             None => {
-                return Verdict::new(
+                return Err(Verdict::new(
                     role,
                     State::Down,
                     format!("replication lag unknown (channel '{name}')"),
-                )
+                ))
             }
             Some(l) => worst = worst.max(l),
         }
     }
-    if Duration::from_secs(worst) > max_lag {
-        let mut v = Verdict::new(
-            role,
-            State::Down,
-            format!("replication lag {worst}s exceeds {}", fmt_duration(max_lag)),
-        );
-        v.lag = Some(worst);
-        return v;
-    }
-    let mut v = Verdict::new(role, State::Up, format!("lag {worst}s"));
-    v.lag = Some(worst);
-    v
+    Ok(worst)
 }
 
 fn fmt_secs(d: Duration) -> String {

@@ -46,6 +46,7 @@ fn snap(outcome: Result<Facts, ProbeError>) -> Snapshot {
         duration: Duration::from_millis(1),
         outcome,
         maintenance: None,
+        policy: Default::default(),
     }
 }
 
