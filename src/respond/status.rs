@@ -26,35 +26,93 @@ pub(crate) fn render(
     discovery: Option<&crate::metrics::DiscoveryStats>,
     now: Instant,
 ) -> String {
-    let mut doc = match (fleet.is_named(), fleet.targets()) {
-        (false, [t]) => target(t, now),
+    let haproxy = push
+        .filter(|_| !config.haproxy.is_empty())
+        .map(|p| crate::push::status(p, now));
+    let discovery = discovery
+        .filter(|_| !config.discover.is_empty())
+        .map(|d| discovery_doc(config, d));
+    let mut out = match (fleet.is_named(), fleet.targets()) {
+        (false, [t]) => {
+            let mut doc = target(t, now);
+            if let Some(h) = haproxy {
+                doc["haproxy"] = h;
+            }
+            if let Some(d) = discovery {
+                doc["discovery"] = d;
+            }
+            pretty(&doc, 0)
+        }
         (_, targets) => {
-            let list: Vec<Value> = targets
-                .iter()
-                .map(|t| {
-                    let mut v = json!({"name": t.name});
-                    if !config.discover.is_empty() {
-                        v["origin"] = origin(&t.origin);
-                        v["in_topology"] = json!(!t.gone);
-                    }
-                    if let (Value::Object(o), Value::Object(more)) = (&mut v, target(t, now)) {
-                        o.extend(more);
-                    }
-                    v
-                })
-                .collect();
-            json!({"version": env!("CARGO_PKG_VERSION"), "targets": list})
+            // In the order a whole tree would print its keys (sorted), before `targets`.
+            let head = [("discovery", discovery), ("haproxy", haproxy)];
+            fleet_doc(config, targets, head, now)
         }
     };
-    if let Some(p) = push.filter(|_| !config.haproxy.is_empty()) {
-        doc["haproxy"] = crate::push::status(p, now);
-    }
-    if let Some(d) = discovery.filter(|_| !config.discover.is_empty()) {
-        doc["discovery"] = discovery_doc(config, d);
-    }
-    let mut out = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
     out.push('\n');
     out
+}
+
+/// The fleet document, one target at a time: the whole tree of a thousand targets
+/// (tens of MiB of small allocations) would be built for every request and left as
+/// heap fragmentation, most of the checker's resident memory (README "Benchmarks",
+/// fleet mode). The text is exactly what `to_string_pretty` of the whole tree gives:
+/// keys in sorted order (`head`'s, which sort before `targets`, then `targets`,
+/// `version`), two-space indentation.
+fn fleet_doc(
+    config: &Config,
+    targets: &[std::sync::Arc<Target>],
+    head: [(&str, Option<Value>); 2],
+    now: Instant,
+) -> String {
+    let mut out = String::from("{\n");
+    for (key, v) in head {
+        if let Some(v) = v {
+            out.push_str(&format!("  {}: ", Value::from(key)));
+            out.push_str(&pretty(&v, 2));
+            out.push_str(",\n");
+        }
+    }
+    if targets.is_empty() {
+        out.push_str("  \"targets\": [],\n");
+    } else {
+        out.push_str("  \"targets\": [\n");
+        for (i, t) in targets.iter().enumerate() {
+            out.push_str("    ");
+            out.push_str(&pretty(&entry(config, t, now), 4));
+            out.push_str(if i + 1 < targets.len() { ",\n" } else { "\n" });
+        }
+        out.push_str("  ],\n");
+    }
+    out.push_str("  \"version\": ");
+    out.push_str(&pretty(&json!(env!("CARGO_PKG_VERSION")), 2));
+    out.push_str("\n}");
+    out
+}
+
+/// One target of the fleet document: its name (and, with `[[discover]]`, where it
+/// comes from), roles, snapshot and config.
+fn entry(config: &Config, t: &Target, now: Instant) -> Value {
+    let mut v = json!({"name": t.name});
+    if !config.discover.is_empty() {
+        v["origin"] = origin(&t.origin);
+        v["in_topology"] = json!(!t.gone);
+    }
+    if let (Value::Object(o), Value::Object(more)) = (&mut v, target(t, now)) {
+        o.extend(more);
+    }
+    v
+}
+
+/// `v` pretty-printed as if nested `indent` spaces deep (its first line is not
+/// indented: it follows a key or the caller's indentation). JSON strings never hold a
+/// raw newline, so every newline in the text is one of the printer's own.
+fn pretty(v: &Value, indent: usize) -> String {
+    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into());
+    if indent == 0 {
+        return text;
+    }
+    text.replace('\n', &format!("\n{}", " ".repeat(indent)))
 }
 
 fn origin(o: &Origin) -> Value {
@@ -197,4 +255,71 @@ fn summary(c: &Config) -> Value {
             "maintenance_file": c.check.maintenance_file.display().to_string(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{ProbeError, Reason, Step};
+    use std::time::{Duration, SystemTime};
+
+    /// What the fleet document was before it was written one target at a time: the
+    /// whole tree, pretty-printed at once.
+    fn whole_tree(
+        config: &Config,
+        targets: &[std::sync::Arc<Target>],
+        head: [(&str, Option<Value>); 2],
+        now: Instant,
+    ) -> String {
+        let list: Vec<Value> = targets.iter().map(|t| entry(config, t, now)).collect();
+        let mut doc = json!({"version": env!("CARGO_PKG_VERSION"), "targets": list});
+        for (key, v) in head {
+            if let Some(v) = v {
+                doc[key] = v;
+            }
+        }
+        serde_json::to_string_pretty(&doc).unwrap()
+    }
+
+    #[test]
+    fn the_fleet_document_reads_exactly_as_the_whole_tree_would() {
+        let f = crate::fleet::tests::fleet(&[("db1", "10.0.0.2", 3306), ("db2", "10.0.0.3", 3306)]);
+        // One target with a snapshot (an error with a message), one without.
+        f.targets()[0].published.publish(Snapshot {
+            seq: 7,
+            taken: Instant::now(),
+            wall: SystemTime::now(),
+            duration: Duration::from_millis(3),
+            outcome: Err(ProbeError {
+                reason: Reason::Refused,
+                step: Step::Connect,
+                code: Some(2003),
+                detail: "can't connect \"x\"\nsecond line".into(),
+            }),
+            maintenance: None,
+            policy: Default::default(),
+        });
+        let now = Instant::now();
+        let config = f.targets()[0].config.clone();
+        let h = json!({"sockets": [{"path": "/run/haproxy.sock", "ok": true}], "n": 1});
+        let d = json!([{"from": "replication", "error": null, "recent_changes": []}]);
+        for (targets, head) in [
+            (f.targets(), [("discovery", None), ("haproxy", None)]),
+            (
+                f.targets(),
+                [("discovery", Some(d.clone())), ("haproxy", Some(h.clone()))],
+            ),
+            (
+                &f.targets()[1..],
+                [("discovery", None), ("haproxy", Some(h.clone()))],
+            ),
+            (
+                &f.targets()[..0],
+                [("discovery", Some(d)), ("haproxy", Some(h))],
+            ),
+        ] {
+            let got = fleet_doc(&config, targets, head.clone(), now);
+            assert_eq!(got, whole_tree(&config, targets, head, now));
+        }
+    }
 }

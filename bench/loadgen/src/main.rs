@@ -3,7 +3,8 @@
 //! ```text
 //! loadgen run --port P [--host 127.0.0.1] [--path /] [--method GET] [-c 16] [-d 5]
 //!             [--timeout 10] [--backoff-ms 10] [--engine threads|tokio] [--threads 1]
-//!             [--label NAME]
+//!             [--header 'Name: value']... [--label NAME]
+//! loadgen ages --port P [--host 127.0.0.1] [-d 30] [--every-ms 100]
 //! loadgen freeport [N]
 //! loadgen summarize RUNS.jsonl [--meta META.json] [--out RESULT.json]
 //! ```
@@ -11,8 +12,14 @@
 //! `run` opens one new TCP connection per request, sends `<METHOD> <path> HTTP/1.0` and
 //! reads until the response is complete by its Content-Length (then closes at once), the
 //! server closes, the connection is reset, or the timeout; it classifies every
-//! connection's outcome and prints one JSON line.
+//! connection's outcome and prints one JSON line. `--header` (repeatable) adds a request
+//! header, e.g. the `X-Haproxy-Server-State` that names a fleet checker's target.
+//!
+//! `ages` reads mysqlchk's `/status` every `--every-ms` for `-d` seconds and prints one
+//! JSON line with the percentiles of every target's snapshot `age_seconds` over all
+//! samples (the fleet benchmark, bench/fleet.sh).
 
+mod ages;
 mod http;
 mod run;
 mod summarize;
@@ -24,7 +31,9 @@ use std::time::Duration;
 fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  loadgen run --port P [--host 127.0.0.1] [--path /] [--method GET] [-c N] [-d SECS]\n\
-         \x20             [--timeout SECS] [--backoff-ms MS] [--engine threads|tokio] [--threads N] [--label NAME]\n\
+         \x20             [--timeout SECS] [--backoff-ms MS] [--engine threads|tokio] [--threads N]\n\
+         \x20             [--header 'Name: value']... [--label NAME]\n\
+         \x20 loadgen ages --port P [--host 127.0.0.1] [-d SECS] [--every-ms MS]\n\
          \x20 loadgen freeport [N]\n\
          \x20 loadgen summarize RUNS.jsonl [--meta META.json] [--out RESULT.json]"
     );
@@ -49,6 +58,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("summarize") => summarize::main(&args[1..]),
+        Some("ages") => ages::main(&args[1..]),
         _ => usage(),
     }
 }
@@ -65,6 +75,7 @@ fn cmd_run(args: &[String]) -> ExitCode {
     let mut engine = run::Engine::Threads;
     let mut threads = 1usize;
     let mut label = String::new();
+    let mut headers = String::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().unwrap_or_default();
@@ -89,6 +100,16 @@ fn cmd_run(args: &[String]) -> ExitCode {
             }
             "--threads" => threads = val().parse().unwrap_or(1),
             "--label" => label = val(),
+            "--header" | "-H" => {
+                let h = val();
+                // One header line: a CR or LF inside would smuggle more lines.
+                if !h.contains(':') || h.contains(['\r', '\n']) {
+                    eprintln!("loadgen: --header wants one 'Name: value' line, got {h:?}");
+                    return usage();
+                }
+                headers.push_str(&h);
+                headers.push_str("\r\n");
+            }
             other => {
                 eprintln!("loadgen: unknown argument {other:?}");
                 return usage();
@@ -113,7 +134,7 @@ fn cmd_run(args: &[String]) -> ExitCode {
     let opts = run::Opts {
         label,
         addr,
-        request: format!("{method} {path} HTTP/1.0\r\n\r\n").into_bytes(),
+        request: format!("{method} {path} HTTP/1.0\r\n{headers}\r\n").into_bytes(),
         head_only: method == "HEAD",
         concurrency,
         duration: Duration::from_secs_f64(duration),
