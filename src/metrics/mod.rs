@@ -2,10 +2,10 @@
 //!
 //! Invariants: names start with `mysqlchk_`, counters end in `_total`, base units
 //! (seconds), label values from fixed sets only (endpoints, statuses, reasons, roles),
-//! so a scanner hitting random paths cannot grow the exposition.
+//! so a scanner hitting random paths cannot grow the exposition. `text` writes the
+//! format, `discovery` holds what discovery reports.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -14,6 +14,14 @@ use crate::facts::Reason;
 use crate::role::Role;
 use crate::snapshot::Published;
 use crate::verdict::{evaluate_with, Overrides, State};
+
+mod discovery;
+mod text;
+
+pub(crate) use discovery::DiscoveryStats;
+#[cfg(test)]
+pub(crate) use discovery::DISCOVERY_CHANGES;
+use text::{facts_series, label, labels, Families};
 
 /// The HTTP paths, as metric label values (a fixed set: unknown paths are `other`);
 /// `Endpoint::label` names one of these.
@@ -421,128 +429,6 @@ impl Metrics {
     }
 }
 
-/// `mysqlchk_discovery_changes_total{change}` values (one per change of a discovered
-/// target: found, its name at another address, gone from the topology, back, forgotten).
-pub(crate) const DISCOVERY_CHANGES: &[&str] = &["added", "moved", "gone", "back", "removed"];
-
-/// One `[[discover]]` entry as `/status` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct DiscoverySource {
-    /// When the latest pass ended (Unix seconds), successful or not.
-    pub(crate) last_pass_unix: u64,
-    /// The latest pass's error (our phrase), none when it worked.
-    pub(crate) error: Option<String>,
-    /// The latest changes, newest last: `(unix seconds, target, change)`.
-    pub(crate) recent: std::collections::VecDeque<(u64, String, &'static str)>,
-}
-
-/// What the discoverers share with `/metrics` and `/status`: counters by fixed labels,
-/// and each entry's latest state behind a short lock (readers never wait on a pass).
-#[derive(Debug, Default)]
-pub(crate) struct DiscoveryStats {
-    /// `[source][change]`.
-    changes: [[AtomicU64; 5]; 4],
-    errors: [AtomicU64; 4],
-    /// By `"<from> <seed>"`, for the entries configured now.
-    pub(crate) sources: std::sync::Mutex<std::collections::BTreeMap<String, DiscoverySource>>,
-}
-
-impl DiscoveryStats {
-    /// How many changes `/status` keeps per entry.
-    const RECENT: usize = 20;
-
-    fn source_index(from: crate::config::discover::Source) -> usize {
-        crate::config::discover::Source::ALL
-            .iter()
-            .position(|&s| s == from)
-            .unwrap_or(0)
-    }
-
-    pub(crate) fn change(
-        &self,
-        from: crate::config::discover::Source,
-        key: &str,
-        target: &str,
-        change: &'static str,
-    ) {
-        if let Some(i) = DISCOVERY_CHANGES.iter().position(|&c| c == change) {
-            self.changes[Self::source_index(from)][i].fetch_add(1, Ordering::Relaxed);
-        }
-        let now = unix_now();
-        if let Ok(mut m) = self.sources.lock() {
-            let s = m.entry(key.to_string()).or_default();
-            s.recent.push_back((now, target.to_string(), change));
-            while s.recent.len() > Self::RECENT {
-                s.recent.pop_front();
-            }
-        }
-    }
-
-    /// A pass ended: `error` is its failure, if any.
-    pub(crate) fn pass(
-        &self,
-        from: crate::config::discover::Source,
-        key: &str,
-        error: Option<String>,
-    ) {
-        if error.is_some() {
-            self.errors[Self::source_index(from)].fetch_add(1, Ordering::Relaxed);
-        }
-        if let Ok(mut m) = self.sources.lock() {
-            let s = m.entry(key.to_string()).or_default();
-            s.last_pass_unix = unix_now();
-            s.error = error;
-        }
-    }
-
-    /// Keep only the entries of `keys` (after a reload).
-    pub(crate) fn retain(&self, keys: &[String]) {
-        if let Ok(mut m) = self.sources.lock() {
-            m.retain(|k, _| keys.contains(k));
-        }
-    }
-
-    /// The discovery series (only written when `[[discover]]` is configured).
-    pub(crate) fn render(&self, o: &mut String) {
-        use crate::config::discover::Source;
-        let _ = writeln!(
-            o,
-            "# HELP mysqlchk_discovery_changes_total Changes of discovered targets, by source and change.\n\
-             # TYPE mysqlchk_discovery_changes_total counter"
-        );
-        for (si, src) in Source::ALL.iter().enumerate() {
-            for (ci, c) in DISCOVERY_CHANGES.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "mysqlchk_discovery_changes_total{{source=\"{}\",change=\"{c}\"}} {}",
-                    src.as_str(),
-                    self.changes[si][ci].load(Ordering::Relaxed)
-                );
-            }
-        }
-        let _ = writeln!(
-            o,
-            "# HELP mysqlchk_discovery_errors_total Discovery passes that failed (known targets kept), by source.\n\
-             # TYPE mysqlchk_discovery_errors_total counter"
-        );
-        for (si, src) in Source::ALL.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "mysqlchk_discovery_errors_total{{source=\"{}\"}} {}",
-                src.as_str(),
-                self.errors[si].load(Ordering::Relaxed)
-            );
-        }
-    }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// One target as the exposition sees it: its name (fleet mode only), settings and
 /// snapshot cell.
 pub(crate) type MetricTarget<'a> = (Option<&'a str>, &'a Check, &'a Published, &'a Overrides);
@@ -550,174 +436,6 @@ pub(crate) type MetricTarget<'a> = (Option<&'a str>, &'a Check, &'a Published, &
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A counter map stays usable after a panic elsewhere held the lock.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Series grouped by family in first-seen order, so one `# HELP`/`# TYPE` heads all of
-/// a family's series whichever target they come from.
-#[derive(Default)]
-struct Families {
-    list: Vec<(&'static str, String)>,
-}
-
-impl Families {
-    /// Add `line` (if not empty) to family `name`, declaring the family (with `kind` and
-    /// `help`) the first time it is seen.
-    fn add(&mut self, name: &'static str, kind: &str, help: &str, line: String) {
-        let i = match self.list.iter().position(|(n, _)| *n == name) {
-            Some(i) => i,
-            None => {
-                let mut body = String::new();
-                head(&mut body, name, kind, help);
-                self.list.push((name, body));
-                self.list.len() - 1
-            }
-        };
-        if !line.is_empty() {
-            let body = &mut self.list[i].1;
-            body.push_str(&line);
-            body.push('\n');
-        }
-    }
-
-    fn finish(self) -> String {
-        let mut o = String::with_capacity(4096);
-        for (_, body) in self.list {
-            o.push_str(&body);
-        }
-        o
-    }
-}
-
-/// `{a,b}` from a target label and other labels, either maybe empty; nothing if both are.
-fn labels(target: &str, rest: &str) -> String {
-    match (target.is_empty(), rest.is_empty()) {
-        (true, true) => String::new(),
-        (false, true) => format!("{{{target}}}"),
-        (true, false) => format!("{{{rest}}}"),
-        (false, false) => format!("{{{target},{rest}}}"),
-    }
-}
-
-/// Gauges read from the latest facts; absent when the server has no such fact.
-fn facts_series(o: &mut Families, tl: &str, f: &crate::facts::Facts) {
-    use crate::facts::OptionalFact;
-    let num = |v: Option<&str>| v.and_then(|v| v.trim().parse::<f64>().ok());
-    let l = labels(tl, "");
-    if let OptionalFact::Known(channels) = &f.channels {
-        o.add(
-            "mysqlchk_replication_lag_seconds",
-            "gauge",
-            "Seconds behind the source per replication channel (NaN when NULL).",
-            String::new(),
-        );
-        for c in channels.iter().take(MAX_CHANNELS) {
-            let lag = c.lag.map(|l| l.to_string()).unwrap_or_else(|| "NaN".into());
-            o.add(
-                "mysqlchk_replication_lag_seconds",
-                "",
-                "",
-                format!(
-                    "mysqlchk_replication_lag_seconds{} {lag}",
-                    labels(tl, &format!("channel=\"{}\"", label(&c.name)))
-                ),
-            );
-        }
-        o.add(
-            "mysqlchk_replication_running",
-            "gauge",
-            "1 when both threads of the channel run.",
-            String::new(),
-        );
-        for c in channels.iter().take(MAX_CHANNELS) {
-            o.add(
-                "mysqlchk_replication_running",
-                "",
-                "",
-                format!(
-                    "mysqlchk_replication_running{} {}",
-                    labels(tl, &format!("channel=\"{}\"", label(&c.name))),
-                    u8::from(c.io_running() && c.sql_running())
-                ),
-            );
-        }
-    }
-    if let Some(n) = num(f.status_var("threads_connected")) {
-        o.add(
-            "mysqlchk_mysql_threads_connected",
-            "gauge",
-            "Threads_connected of the server.",
-            format!("mysqlchk_mysql_threads_connected{l} {n}"),
-        );
-    }
-    if let Some(n) = num(f.var("max_connections")) {
-        o.add(
-            "mysqlchk_mysql_max_connections",
-            "gauge",
-            "max_connections of the server.",
-            format!("mysqlchk_mysql_max_connections{l} {n}"),
-        );
-    }
-    if f.galera() {
-        if let Some(n) = num(f.status_var("wsrep_local_state")) {
-            o.add(
-                "mysqlchk_galera_local_state",
-                "gauge",
-                "wsrep_local_state (4 Synced, 2 Donor/Desynced, 1 Joining, 3 Joined).",
-                format!("mysqlchk_galera_local_state{l} {n}"),
-            );
-        }
-        if let Some(n) = num(f.status_var("wsrep_cluster_size")) {
-            o.add(
-                "mysqlchk_galera_cluster_size",
-                "gauge",
-                "wsrep_cluster_size.",
-                format!("mysqlchk_galera_cluster_size{l} {n}"),
-            );
-        }
-        let primary = f
-            .status_var("wsrep_cluster_status")
-            .is_some_and(|v| v.eq_ignore_ascii_case("primary"));
-        o.add(
-            "mysqlchk_galera_cluster_primary",
-            "gauge",
-            "1 when this node is in the Primary component.",
-            format!("mysqlchk_galera_cluster_primary{l} {}", u8::from(primary)),
-        );
-    }
-    if let OptionalFact::Known(g) = &f.group {
-        let online = g.members.iter().filter(|m| m.state == "ONLINE").count();
-        o.add(
-            "mysqlchk_group_members_online",
-            "gauge",
-            "Group Replication members this server sees ONLINE.",
-            format!("mysqlchk_group_members_online{l} {online}"),
-        );
-        o.add(
-            "mysqlchk_group_members",
-            "gauge",
-            "Group Replication members this server sees.",
-            format!("mysqlchk_group_members{l} {}", g.members.len()),
-        );
-    }
-}
-
-/// A label value in the exposition format's escaping, bounded in length.
-fn label(v: &str) -> String {
-    let mut out = String::new();
-    for c in v.chars().take(64) {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn head(o: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 #[cfg(test)]
