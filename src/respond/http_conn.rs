@@ -127,7 +127,8 @@ fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, b
 /// The synchronous first look (see [`FastPath`](crate::respond::accept::FastPath)).
 fn http_fast(stream: &std::net::TcpStream, peer: IpAddr, responder: &Responder) -> FirstLook {
     use std::io::{Read, Write};
-    if tls_config(responder).is_some() {
+    // A presence test: no need to clone the server configuration on every check.
+    if responder.config.load().listen.tls.is_some() {
         // The handshake needs the asynchronous path; read nothing here.
         return FirstLook::Continue(Vec::new());
     }
