@@ -108,28 +108,9 @@ pub(super) fn read(
     source: &str,
     errors: &mut Vec<String>,
 ) -> Vec<Discover> {
-    let Some(value) = value else {
-        return Vec::new();
-    };
-    let Some(items) = value.as_array() else {
-        errors.push(format!(
-            "{source}: discover must be an array of tables ([[discover]])"
-        ));
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let at = format!("{source}: discover[{i}]");
-        let Some(t) = item.as_table() else {
-            errors.push(format!("{at}: must be a table"));
-            continue;
-        };
+    for (at, t, keys_ok) in super::reader::table_entries(value, source, "discover", KEYS, errors) {
         let before = errors.len();
-        for k in t.keys() {
-            if !KEYS.contains(&k.as_str()) {
-                errors.push(format!("{at}: unknown key {k}"));
-            }
-        }
         let from = match t.get("from") {
             None => {
                 errors.push(format!(
@@ -190,7 +171,7 @@ pub(super) fn read(
         };
         let every = duration("every", DEFAULT_EVERY, MIN_EVERY);
         let forget_after = duration("forget_after", DEFAULT_FORGET_AFTER, Duration::ZERO);
-        if let (Some(from), Some(seed), true) = (from, seed, errors.len() == before) {
+        if let (Some(from), Some(seed), true) = (from, seed, errors.len() == before && keys_ok) {
             out.push(Discover {
                 from,
                 seed,

@@ -46,28 +46,9 @@ pub(super) fn read(
     errors: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> Vec<Haproxy> {
-    let Some(value) = value else {
-        return Vec::new();
-    };
-    let Some(items) = value.as_array() else {
-        errors.push(format!(
-            "{source}: haproxy must be an array of tables ([[haproxy]])"
-        ));
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let at = format!("{source}: haproxy[{i}]");
-        let Some(t) = item.as_table() else {
-            errors.push(format!("{at}: must be a table"));
-            continue;
-        };
+    for (at, t, keys_ok) in super::reader::table_entries(value, source, "haproxy", KEYS, errors) {
         let before = errors.len();
-        for k in t.keys() {
-            if !KEYS.contains(&k.as_str()) {
-                errors.push(format!("{at}: unknown key {k}"));
-            }
-        }
         let socket = match (t.get("socket"), t.get("address")) {
             (Some(toml::Value::String(p)), None) if p.starts_with('/') => {
                 Some(HaproxySocket::Unix(PathBuf::from(p)))
@@ -148,7 +129,7 @@ pub(super) fn read(
                 }
             },
         };
-        if let (Some(socket), true) = (socket, errors.len() == before) {
+        if let (Some(socket), true) = (socket, errors.len() == before && keys_ok) {
             out.push(Haproxy {
                 socket,
                 backends,

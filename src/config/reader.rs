@@ -400,3 +400,41 @@ impl<'e> Reader<'e> {
             .map(PathBuf::from)
     }
 }
+
+/// The entries of an array of tables (`[[name]]`, the top-level item `value`), each
+/// with the prefix its errors carry (`FILE: name[i]`) and whether all its keys are in
+/// `keys`. Shape errors and unknown keys are pushed to `errors`.
+pub(super) fn table_entries<'v>(
+    value: Option<&'v toml::Value>,
+    source: &str,
+    name: &str,
+    keys: &[&str],
+    errors: &mut Vec<String>,
+) -> Vec<(String, &'v toml::Table, bool)> {
+    let Some(value) = value else {
+        return Vec::new();
+    };
+    let Some(items) = value.as_array() else {
+        errors.push(format!(
+            "{source}: {name} must be an array of tables ([[{name}]])"
+        ));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{source}: {name}[{i}]");
+        let Some(t) = item.as_table() else {
+            errors.push(format!("{at}: must be a table"));
+            continue;
+        };
+        let before = errors.len();
+        for k in t.keys() {
+            if !keys.contains(&k.as_str()) {
+                errors.push(format!("{at}: unknown key {k}"));
+            }
+        }
+        let keys_ok = errors.len() == before;
+        out.push((at, t, keys_ok));
+    }
+    out
+}
