@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Check, Config};
@@ -22,9 +22,8 @@ use crate::maintenance;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::probe::Probe;
-use crate::push::desired::Verdicts;
 use crate::role::Role;
-use crate::snapshot::{Published, Snapshot};
+use crate::snapshot::{Published, Snapshot, VerdictNews};
 use crate::verdict::{evaluate, round_lag, State};
 
 /// Run one direct round (for `check` and `inetd`): connect, read, close.
@@ -188,7 +187,7 @@ pub async fn run(
     published: Arc<Published>,
     metrics: Arc<Metrics>,
     reconfigured: Arc<Notify>,
-    verdicts: watch::Sender<Verdicts>,
+    news: VerdictNews,
     shutdown: CancellationToken,
 ) {
     // Shared with the rounds task so that a panic does not lose what was logged: a
@@ -201,7 +200,7 @@ pub async fn run(
             published.clone(),
             metrics.clone(),
             reconfigured.clone(),
-            verdicts.clone(),
+            news.clone(),
             shutdown.clone(),
             seq,
             transitions.clone(),
@@ -227,8 +226,8 @@ pub async fn run(
                 for (role, to) in lock(&transitions).observe(&mut s, &cfg.check) {
                     metrics.transition(role, to);
                 }
-                verdicts.send_replace(crate::push::verdicts_of(&s, &cfg.check));
                 published.publish(s);
+                news.tell();
                 tokio::select! {
                     _ = tokio::time::sleep(cfg.check.interval) => {}
                     _ = shutdown.cancelled() => return,
@@ -246,13 +245,14 @@ async fn rounds(
     published: Arc<Published>,
     metrics: Arc<Metrics>,
     reconfigured: Arc<Notify>,
-    verdicts: watch::Sender<Verdicts>,
+    news: VerdictNews,
     shutdown: CancellationToken,
     mut seq: u64,
     transitions: Arc<Mutex<Transitions>>,
 ) {
     let mut cfg = config.load_full();
     let mut probe = Probe::new(cfg.mysql.clone(), &cfg.check);
+    let mut last_maintenance = false;
     loop {
         let started = Instant::now();
         let mut outcome = tokio::select! {
@@ -279,12 +279,19 @@ async fn rounds(
         }
         let mut snap = snapshot(seq, started, outcome, &cfg.check).await;
         metrics.round(snap.duration);
-        for (role, to) in lock(&transitions).observe(&mut snap, &cfg.check) {
+        let moved = lock(&transitions).observe(&mut snap, &cfg.check);
+        for &(role, to) in &moved {
             metrics.transition(role, to);
         }
-        // The pushers (`[[haproxy]]`) learn the verdicts as soon as the responders do.
-        verdicts.send_replace(crate::push::verdicts_of(&snap, &cfg.check));
+        // The pushers (`[[haproxy]]`) learn of a change as soon as the responders see it
+        // (a maintenance flag set on a server that is down changes no state, but drains).
+        let maintenance = snap.maintenance.is_some();
+        let news_now = !moved.is_empty() || maintenance != last_maintenance;
+        last_maintenance = maintenance;
         published.publish(snap);
+        if news_now {
+            news.tell();
+        }
         let next = tokio::time::Instant::from_std(
             // Never overflows with a validated interval (at most a day); if it did, the
             // next round would start at once instead of the task panicking.
@@ -297,7 +304,7 @@ async fn rounds(
                 if new.mysql.target != cfg.mysql.target {
                     // A different server: nothing we knew applies any more.
                     published.reset();
-                    verdicts.send_replace(Verdicts::default());
+                    news.tell();
                     *lock(&transitions) = Transitions::default();
                 }
                 probe.reconfigure(new.mysql.clone(), &new.check).await;

@@ -108,6 +108,30 @@ impl Published {
     }
 }
 
+/// One process-wide bell rung when some target's verdicts may have changed: a round
+/// whose verdicts differ from the last, a fleet-wide decision, a reload or a discovery
+/// pass. The HAProxy pushers wait on it instead of on every target's cell; ringing
+/// never waits, and a ring nobody hears is lost harmlessly (pushers also look on a
+/// heartbeat).
+#[derive(Clone)]
+pub(crate) struct VerdictNews(Arc<watch::Sender<u64>>);
+
+impl Default for VerdictNews {
+    fn default() -> Self {
+        VerdictNews(Arc::new(watch::channel(0).0))
+    }
+}
+
+impl VerdictNews {
+    pub(crate) fn tell(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,3 +268,106 @@ fn two_haproxy_nodes_and_one_unreachable() {
     b.wait_for_state("mysql-write", "db1", "UP", Duration::from_secs(10));
     db.kill();
 }
+
+/// A fleet checker pushes each target's verdicts to its own server lines: matched by
+/// address and port, else by the server's name; a line of a server it does not watch is
+/// left alone. Three targets (a writable server, a `read_only` one, a dead port), one
+/// backend routing `primary`, one `health`.
+#[test]
+fn a_fleet_checker_pushes_each_targets_verdicts_to_its_own_lines() {
+    let a = MariaDb::start();
+    let mut b = MariaDb::start();
+    b.sql("SET GLOBAL read_only=ON");
+    let dead = free_port();
+    let unwatched = free_port();
+    let ok = always_200();
+    // `db2` in mysql-ro has no address of any target (127.0.0.9): it is db2's by name.
+    let hap = Haproxy::start(&format!(
+        "listen mysql-write\n    bind 127.0.0.1:{}\n    option httpchk\n\
+         \x20   server srv-a 127.0.0.1:{pa} check port {ok} inter 20s rise 3 fall 3\n\
+         \x20   server srv-b 127.0.0.1:{pb} check port {ok} inter 20s rise 3 fall 3\n\
+         \x20   server other 127.0.0.1:{unwatched} check port {ok} inter 20s rise 3 fall 3\n\
+         listen mysql-ro\n    bind 127.0.0.1:{}\n    option httpchk\n\
+         \x20   server db2 127.0.0.9:9 check addr 127.0.0.1 port {ok} inter 20s rise 3 fall 3\n\
+         \x20   server srv-c 127.0.0.1:{dead} check port {ok} inter 20s rise 3 fall 3\n",
+        free_port(),
+        free_port(),
+        pa = a.port(),
+        pb = b.port(),
+    ));
+    for db in [&a, &b] {
+        db.create_checker_user("mysqlchk", PASSWORD);
+    }
+    let http = free_port();
+    let d = Daemon::start(
+        &format!(
+            "[listen]\nhttp = \"127.0.0.1:{http}\"\n[mysql]\nconnect_timeout = \"250ms\"\n\
+             [check]\ninterval = \"250ms\"\ntimeout = \"250ms\"\nstale_after = \"3s\"\n\
+             {}\
+             [[target]]\nname = \"db1\"\nport = {}\n\
+             [[target]]\nname = \"db2\"\nport = {}\n\
+             [[target]]\nname = \"db3\"\nport = {dead}\n",
+            table(
+                &hap.admin_socket(),
+                r#""mysql-write" = "primary", "mysql-ro" = "health""#,
+                ""
+            ),
+            a.port(),
+            b.port(),
+        ),
+        &[("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)],
+    );
+    // db2 is read_only: not a primary. db3 answers nothing: down in every role.
+    wait_down(&hap, "mysql-write", "srv-b");
+    wait_down(&hap, "mysql-ro", "srv-c");
+    d.wait_for_log(
+        "push: mysql-write/srv-b health down",
+        Duration::from_secs(5),
+    );
+    // db1 is a primary and db2 is healthy: their lines stay UP; `other` is nobody's.
+    thread::sleep(Duration::from_secs(1));
+    for (be, srv) in [
+        ("mysql-write", "srv-a"),
+        ("mysql-write", "other"),
+        ("mysql-ro", "db2"),
+    ] {
+        let s = hap.server_state(be, srv);
+        assert!(s.starts_with("UP"), "{be}/{srv}: {s}\n{}", d.log());
+    }
+
+    // A change on one target moves only its own lines.
+    let t0 = Instant::now();
+    a.sql("SET GLOBAL read_only=ON");
+    wait_down(&hap, "mysql-write", "srv-a");
+    eprintln!(
+        "FIGURE: fleet checker: read_only=ON on db1 → srv-a DOWN {:?} (interval 250ms)",
+        t0.elapsed()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    b.sql("SET GLOBAL read_only=OFF");
+    let t1 = Instant::now();
+    hap.wait_for_state("mysql-write", "srv-b", "UP", Duration::from_secs(10));
+    assert!(
+        t1.elapsed() >= Duration::from_millis(900),
+        "up before push_up_after: {:?}",
+        t1.elapsed()
+    );
+    // db2 dies: its line matched by name goes DOWN.
+    b.kill();
+    wait_down(&hap, "mysql-ro", "db2");
+    assert!(hap.server_state("mysql-write", "other").starts_with("UP"));
+    assert_eq!(
+        metric(&d, "mysqlchk_haproxy_push_total{result=\"no_such_server\"}"),
+        0.0,
+        "{}",
+        d.log()
+    );
+}
+
+/// Wait until `be/srv` is DOWN (HAProxy's own passing checks may already be counting it
+/// back up, `DOWN 1/3`: only the push can have taken it down).
+fn wait_down(hap: &Haproxy, be: &str, srv: &str) {
+    wait_until(Duration::from_secs(10), &format!("{be}/{srv} DOWN"), || {
+        hap.server_state(be, srv).starts_with("DOWN")
+    });
+}

@@ -416,11 +416,17 @@ pub fn push_table(o: &Options) -> String {
         .map(|(b, r)| format!("\"{b}\" = \"{r}\""))
         .collect();
     let names: Vec<&str> = o.servers.iter().map(|s| s.name.as_str()).collect();
-    format!(
-        "[[haproxy]]\nsocket = {:?}\nbackends = {{ {} }}\n\
-         # server = \"{}\"   # this server's name ({}) when mysql.host:mysql.port is not its address here\n",
+    let table = format!(
+        "[[haproxy]]\nsocket = {:?}\nbackends = {{ {} }}\n",
         o.stats_socket,
         backends.join(", "),
+    );
+    if o.fleet.is_some() {
+        // A fleet checker matches each line to its target by address, else by name.
+        return table;
+    }
+    format!(
+        "{table}# server = \"{}\"   # this server's name ({}) when mysql.host:mysql.port is not its address here\n",
         names.first().copied().unwrap_or("db1"),
         names.join(", ")
     )
@@ -428,13 +434,19 @@ pub fn push_table(o: &Options) -> String {
 
 /// The explanation printed above the commented table.
 fn push_comment(o: &Options) -> String {
-    let mut c = String::from(
+    let mut c = String::from(if o.fleet.is_some() {
+        "mysqlchk.toml: push verdicts to this HAProxy at once (README \"Pushing state to HAProxy\").\n\
+         Paste the table below, without the leading \"# \", into the mysqlchk.toml of the fleet\n\
+         checker on this HAProxy node: each server line is matched to the [[target]] at its\n\
+         address and port, else to the target of its name. mysqlchk needs write access to the\n\
+         socket (mode 660 and group mysqlchk on the stats socket line).\n"
+    } else {
         "mysqlchk.toml: push verdicts to this HAProxy at once (README \"Pushing state to HAProxy\").\n\
          Paste the table below, without the leading \"# \", into every server's mysqlchk.toml;\n\
          one [[haproxy]] table per HAProxy node. mysqlchk needs write access to the socket\n\
          (mode 660 and group mysqlchk on the stats socket line); from another host, add\n\
-         \"stats socket ipv4@ADDR:PORT level admin\" and use address = \"ADDR:PORT\" instead.\n",
-    );
+         \"stats socket ipv4@ADDR:PORT level admin\" and use address = \"ADDR:PORT\" instead.\n"
+    });
     if o.topology == Topology::Replication {
         let _ = writeln!(
             c,
@@ -794,6 +806,25 @@ mod tests {
         let mut o = opts(Topology::Replication);
         o.push = true;
         assert!(render(&o).contains("set it to \"30s\""));
+    }
+
+    /// `--fleet --push`: the table goes to the fleet checker, whose config has targets:
+    /// no `server` line (each line is matched to its target), and mysqlchk accepts it.
+    #[test]
+    fn fleet_push_table_is_accepted_with_targets() {
+        let mut o = opts(Topology::Replication);
+        o.fleet = Some("127.0.0.1:9200".parse().unwrap());
+        o.push = true;
+        let c = render(&o);
+        assert!(c.contains("fleet\n## checker on this HAProxy node"), "{c}");
+        let toml = pasted(&c);
+        assert!(!toml.contains("server ="), "{toml}");
+        let cfg = format!(
+            "[listen]\nhttp = \"127.0.0.1:1\"\n{toml}[[target]]\nname = \"db1\"\nport = 3306\n"
+        );
+        let loaded = crate::config::from_str(&cfg, "t", &Default::default())
+            .unwrap_or_else(|e| panic!("{e:?}\n{toml}"));
+        assert_eq!(loaded.config.haproxy.len(), 1);
     }
 
     #[test]

@@ -545,13 +545,19 @@ pub fn from_str(
         config.targets = targets;
         r.errors.extend(errors);
     }
-    if (!config.targets.is_empty() || !config.discover.is_empty()) && !config.haproxy.is_empty() {
-        // Pushing is per server today: which target's verdicts would go to which
-        // server line is not decided yet (README, "Fleet mode").
-        r.errors.push(format!(
-            "{source}: [[haproxy]] pushes a single server's verdicts and cannot be combined \
-             with [[target]] or [[discover]] yet: use HAProxy's checks (haproxy-config --fleet)"
-        ));
+    if !config.targets.is_empty() || !config.discover.is_empty() {
+        // A fleet checker matches each server line to its target by address and port,
+        // else by name (README, "Pushing state to HAProxy"): one `server` name cannot
+        // say which target it is.
+        for (i, h) in config.haproxy.iter().enumerate() {
+            if h.server.is_some() {
+                r.errors.push(format!(
+                    "{source}: haproxy[{i}].server names the single server's line and cannot be \
+                     used with [[target]] or [[discover]]: each server line is matched to the \
+                     target at its address and port, else to the target of its name"
+                ));
+            }
+        }
     }
     r.finish(config)
 }

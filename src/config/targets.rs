@@ -427,12 +427,17 @@ mod tests {
     }
 
     #[test]
-    fn pushing_to_haproxy_is_refused_with_targets() {
+    fn pushing_with_targets_matches_lines_not_one_server_name() {
         let push = "[[haproxy]]\naddress = \"127.0.0.1:9999\"\nbackends = { \"mysql-read\" = \"replica\" }\n";
+        let target = "[[target]]\nname = \"a\"\nport = 1\n";
         assert!(load(&format!("{BASE}{push}")).is_ok());
-        let e = load(&format!("{BASE}{push}[[target]]\nname = \"a\"\nport = 1\n")).unwrap_err();
+        assert!(load(&format!("{BASE}{push}{target}")).is_ok());
+        let named = format!("{BASE}{push}server = \"db1\"\n");
+        assert!(load(&named).is_ok());
+        let e = load(&format!("{named}{target}")).unwrap_err();
         assert!(
-            e.join("\n").contains("cannot be combined with [[target]]"),
+            e.join("\n")
+                .contains("haproxy[0].server names the single server's line"),
             "{e:?}"
         );
     }

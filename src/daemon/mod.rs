@@ -323,20 +323,27 @@ pub async fn run(
     ));
     // One prober per target (one, without [[target]]), their starts spread over the
     // interval.
-    let (verdicts, verdicts_rx) = tokio::sync::watch::channel(Default::default());
-    let probers = Probers::start(&fleet.load(), metrics.clone(), verdicts, shutdown.clone());
+    let news = crate::snapshot::VerdictNews::default();
+    let probers = Probers::start(
+        &fleet.load(),
+        metrics.clone(),
+        news.clone(),
+        shutdown.clone(),
+    );
     // The fleet-wide rules (README, "Verdict policy") read every target's snapshot on a
     // short tick and publish their decisions to each target's cell; responders never
     // wait for them.
     tokio::spawn(crate::fleet::view::run(
         fleet.clone(),
         metrics.clone(),
+        news.clone(),
         shutdown.clone(),
     ));
     // Pushers never hold up the checker or a responder: they only read the watch.
     tokio::spawn(crate::push::supervise(
         config.clone(),
-        verdicts_rx,
+        fleet.clone(),
+        news,
         metrics.push.clone(),
         shutdown.clone(),
     ));

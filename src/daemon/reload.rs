@@ -78,6 +78,8 @@ impl Daemon {
         self.probers.apply(&fleet);
         self.fleet.store(Arc::new(fleet));
         self.config.store(new);
+        // Targets may have come, gone or changed: the pushers look again.
+        self.probers.news().tell();
         let fresh_count = fresh.len();
         for b in fresh {
             tracing::info!("now listening on {} ({})", b.addr, b.kind.name());
@@ -112,5 +114,6 @@ impl Daemon {
         );
         self.probers.apply(&fleet);
         self.fleet.store(Arc::new(fleet));
+        self.probers.news().tell();
     }
 }

@@ -164,7 +164,7 @@ fn the_control_loop_acts_on_injected_events() {
             probers: Probers::start(
                 &fleet.load(),
                 metrics.clone(),
-                tokio::sync::watch::channel(Default::default()).0,
+                Default::default(),
                 shutdown.clone(),
             ),
             discoverers: crate::fleet::discoverer::Discoverers::start(

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -19,7 +19,7 @@ use tracing::Instrument;
 use super::{spread, Fleet};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::push::desired::Verdicts;
+use crate::snapshot::VerdictNews;
 
 struct Running {
     config: Arc<ArcSwap<Config>>,
@@ -31,9 +31,8 @@ struct Running {
 pub(crate) struct Probers {
     running: HashMap<String, Running>,
     metrics: Arc<Metrics>,
-    /// Where the single server's verdicts go for the HAProxy pushers (`[[haproxy]]`,
-    /// which the config accepts only without `[[target]]`).
-    verdicts: watch::Sender<Verdicts>,
+    /// Rung by every prober whose verdicts changed (the HAProxy pushers wait on it).
+    news: VerdictNews,
     shutdown: CancellationToken,
 }
 
@@ -42,13 +41,13 @@ impl Probers {
     pub(crate) fn start(
         fleet: &Fleet,
         metrics: Arc<Metrics>,
-        verdicts: watch::Sender<Verdicts>,
+        news: VerdictNews,
         shutdown: CancellationToken,
     ) -> Probers {
         let mut p = Probers {
             running: HashMap::new(),
             metrics,
-            verdicts,
+            news,
             shutdown,
         };
         p.apply(fleet);
@@ -85,11 +84,7 @@ impl Probers {
             } else {
                 tracing::Span::none()
             };
-            let verdicts = if fleet.is_named() {
-                watch::channel(Verdicts::default()).0
-            } else {
-                self.verdicts.clone()
-            };
+            let news = self.news.clone();
             let task = tokio::spawn({
                 let (config, published, metrics) =
                     (config.clone(), t.published.clone(), self.metrics.clone());
@@ -99,8 +94,7 @@ impl Probers {
                         _ = tokio::time::sleep(delay) => {}
                         _ = stop.cancelled() => return,
                     }
-                    crate::checker::run(config, published, metrics, reconfigured, verdicts, stop)
-                        .await
+                    crate::checker::run(config, published, metrics, reconfigured, news, stop).await
                 }
                 .instrument(span)
             });
@@ -117,6 +111,11 @@ impl Probers {
                 },
             );
         }
+    }
+
+    /// The bell the probers ring; also rung after the fleet itself changed.
+    pub(crate) fn news(&self) -> &VerdictNews {
+        &self.news
     }
 
     /// Wait (bounded by the caller) for every prober to end after shutdown.

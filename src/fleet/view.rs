@@ -146,6 +146,7 @@ pub(crate) const TICK: Duration = Duration::from_millis(200);
 pub(crate) async fn run(
     fleet: Arc<ArcSwap<Fleet>>,
     metrics: Arc<Metrics>,
+    news: crate::snapshot::VerdictNews,
     shutdown: CancellationToken,
 ) {
     let mut last: HashMap<(String, Role), State> = HashMap::new();
@@ -161,19 +162,27 @@ pub(crate) async fn run(
         if !fleet.is_named() {
             continue;
         }
-        decided = pass(&fleet, &metrics, &decided, &mut last, Instant::now());
+        let (d, changed) = pass(&fleet, &metrics, &decided, &mut last, Instant::now());
+        decided = d;
+        if changed {
+            // A fleet-wide decision, or a verdict that moved without a round (a gone
+            // target, a stale one): the pushers look again.
+            news.tell();
+        }
     }
 }
 
 /// One pass over `fleet` at `now` (`before`: the previous pass's decisions, returned
-/// anew; `last`: each target's verdicts at the previous pass).
+/// anew with whether any target's overrides or verdicts changed; `last`: each target's
+/// verdicts at the previous pass).
 pub(crate) fn pass(
     fleet: &Fleet,
     metrics: &Metrics,
     before: &BTreeMap<String, Overrides>,
     last: &mut HashMap<(String, Role), State>,
     now: Instant,
-) -> BTreeMap<String, Overrides> {
+) -> (BTreeMap<String, Overrides>, bool) {
+    let mut changed = false;
     let snaps: Vec<_> = fleet
         .targets()
         .iter()
@@ -200,6 +209,7 @@ pub(crate) fn pass(
                 tracing::info!(target_name = %t.name, kept = o.kept_serving, "minimum serving");
             }
             t.overrides.store(Arc::new(o));
+            changed = true;
         }
     }
     last.retain(|(name, _), _| fleet.get(name).is_some());
@@ -210,10 +220,11 @@ pub(crate) fn pass(
             let before = last.insert((t.name.clone(), role), to);
             if before.unwrap_or(State::Starting) != to {
                 metrics.target_transition(&t.name, role, to);
+                changed = true;
             }
         }
     }
-    decided
+    (decided, changed)
 }
 
 #[cfg(test)]

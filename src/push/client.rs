@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{self, Info, ReplyError, ServerRow};
-use super::desired::{plan, Desire, Holds, Missing, Owner, Planned, Verdicts};
+use super::desired::{desires, plan, Board, Desires, Holds, Missing, Owners, Planned};
 use super::stats::{Conn, Node, Stats};
 use crate::role::Role;
 
@@ -49,13 +49,14 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// What one pusher needs, from one `[[haproxy]]` entry and the MySQL target.
+/// What one pusher needs, from one `[[haproxy]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub endpoint: Endpoint,
     /// Backend name → the role its servers route.
     pub backends: Vec<(String, Role)>,
-    pub owner: Owner,
+    /// `[[haproxy]] server`: the single server's line, when its address does not tell.
+    pub server: Option<String>,
     pub push_up_after: Duration,
     /// Deadline of one command (connect + write + read).
     pub timeout: Duration,
@@ -179,10 +180,13 @@ enum Pass {
     Mismatch,
 }
 
-/// The pusher. Returns when `shutdown` fires or the verdict sender is gone.
+/// The pusher. Returns when `shutdown` fires or the change sender is gone. `board`
+/// reads every target's verdicts as of its latest round; `changes` is told when one
+/// may have changed (a round, a fleet-wide decision, a reload or a discovery pass).
 pub async fn run(
     s: Settings,
-    mut verdicts: watch::Receiver<Verdicts>,
+    board: impl Fn() -> Board,
+    mut changes: watch::Receiver<u64>,
     node: Arc<Node>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -192,16 +196,17 @@ pub async fn run(
     let mut episodes = Episodes::default();
     // The process behind the socket; None = not (yet) reachable.
     let mut process: Option<Info> = None;
-    let mut applied: Option<Vec<Desire>> = None;
+    let mut applied: Option<Desires> = None;
     let mut heartbeat_at = Instant::now();
     let mut retry_at: Option<Instant> = None;
     let mut backoff = BACKOFF_MIN;
-    holds.observe(&verdicts.borrow_and_update(), Instant::now().into_std());
+    changes.borrow_and_update();
+    let mut now_board = board();
+    holds.observe(&now_board, Instant::now().into_std());
     loop {
         let now = Instant::now();
-        let v = verdicts.borrow().clone();
         let hold_due = holds
-            .next_due(&v, now.into_std(), s.push_up_after)
+            .next_due(now.into_std(), s.push_up_after)
             .map(Instant::from_std);
         let wake = [Some(heartbeat_at), hold_due, retry_at]
             .into_iter()
@@ -210,13 +215,17 @@ pub async fn run(
             .unwrap_or(heartbeat_at);
         if wake > now {
             tokio::select! {
-                r = verdicts.changed() => {
+                r = changes.changed() => {
                     if r.is_err() { return; }
-                    holds.observe(&verdicts.borrow_and_update(), Instant::now().into_std());
+                    changes.borrow_and_update();
                 }
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = shutdown.cancelled() => return,
             }
+            // Every wake reads the board anew: a change it was not told of (a
+            // snapshot gone stale, say) is still seen within a heartbeat.
+            now_board = board();
+            holds.observe(&now_board, Instant::now().into_std());
         }
         let now = Instant::now();
         if now >= heartbeat_at || process.is_none() {
@@ -252,25 +261,25 @@ pub async fn run(
                 }
             }
         }
-        let v = verdicts.borrow().clone();
-        let now_std = Instant::now().into_std();
-        let desires: Vec<Desire> = s
-            .backends
-            .iter()
-            .map(|(_, role)| holds.desire(&v, *role, now_std, s.push_up_after))
-            .collect();
+        let wanted = desires(
+            &now_board,
+            &holds,
+            &s.backends,
+            Instant::now().into_std(),
+            s.push_up_after,
+        );
         let retry_due = retry_at.is_some_and(|t| Instant::now() >= t);
-        if applied.as_ref() == Some(&desires) && !retry_due {
+        if applied.as_ref() == Some(&wanted) && !retry_due {
             continue;
         }
-        match pass(&s, &desires, &stats, &node, &name, &mut episodes).await {
+        match pass(&s, &now_board, &wanted, &stats, &node, &name, &mut episodes).await {
             Ok(Pass::Done) => {
-                applied = Some(desires);
+                applied = Some(wanted);
                 retry_at = None;
                 backoff = BACKOFF_MIN;
             }
             Ok(Pass::Mismatch) => {
-                applied = Some(desires);
+                applied = Some(wanted);
                 retry_at = Some(Instant::now() + backoff);
                 backoff = next_backoff(backoff);
             }
@@ -306,9 +315,11 @@ async fn show_state(s: &Settings, backend: Option<&str>) -> Result<Vec<ServerRow
 }
 
 /// Read, plan, send, verify. An `Err` means the socket failed (not a refused command).
+#[allow(clippy::too_many_arguments)]
 async fn pass(
     s: &Settings,
-    desires: &[Desire],
+    board: &Board,
+    wanted: &Desires,
     stats: &Stats,
     node: &Node,
     name: &str,
@@ -316,20 +327,24 @@ async fn pass(
 ) -> Result<Pass, Failure> {
     let started = Instant::now();
     let rows = show_state(s, None).await?;
-    let desire_of = |role: Role| {
-        s.backends
-            .iter()
-            .zip(desires)
-            .find(|((_, r), _)| *r == role)
-            .map(|(_, d)| *d)
+    let owners = Owners::new(board, s.server.as_deref());
+    let desire_of = |target: &str, backend: usize| {
+        wanted
+            .get(target)
+            .and_then(|d| d.get(backend))
+            .copied()
             .unwrap_or_default()
     };
-    let (planned, missing) = plan(&rows, &s.backends, &s.owner, desire_of);
+    let (planned, missing) = plan(&rows, &s.backends, &owners, desire_of);
     let mut problems = BTreeMap::new();
     for m in &missing {
         stats.count("no_such_server");
         let (k, msg) = match m {
             Missing::Backend(b) => (format!("backend {b}"), format!("HAProxy has no backend {b}: nothing pushed for it")),
+            Missing::Server(b) if board.named => (
+                format!("backend {b} has no server of these targets"),
+                format!("no server of backend {b} is a target of this checker (matched by address and port, else by name)"),
+            ),
             Missing::Server(b) => (
                 format!("backend {b} has no server of this target"),
                 format!("no server of backend {b} has this target's address and port (set `server` in [[haproxy]] to name it)"),
@@ -366,7 +381,7 @@ async fn pass(
         for b in touched {
             after.extend(show_state(s, Some(b)).await?);
         }
-        let (still, _) = plan(&after, &s.backends, &s.owner, desire_of);
+        let (still, _) = plan(&after, &s.backends, &owners, desire_of);
         for p in sent {
             if still.contains(p) {
                 stats.count("mismatch");

@@ -48,30 +48,66 @@ pub struct Desire {
     pub admin: Option<Admin>,
 }
 
-/// Since when each role has been up (or healthy in maintenance): the up hold.
+/// One target's verdicts, and the address HAProxy's server lines are matched by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetVerdicts {
+    /// The target's name (empty for the single server of a config without targets).
+    pub name: String,
+    /// Its MySQL address and port, when over TCP.
+    pub addr: Option<(String, u16)>,
+    pub verdicts: Verdicts,
+}
+
+/// Every target's verdicts at one moment: what a pusher plans from.
+#[derive(Debug, Clone, Default)]
+pub struct Board {
+    pub targets: Vec<TargetVerdicts>,
+    /// Targets have names (fleet mode): a server line may be matched by its name.
+    pub named: bool,
+}
+
+/// Since when each target's role has been up (or healthy in maintenance): the up hold.
 #[derive(Debug, Default)]
 pub struct Holds {
-    up_since: HashMap<Role, Instant>,
+    up_since: HashMap<String, [Option<Instant>; 4]>,
+}
+
+fn role_index(role: Role) -> usize {
+    Role::ALL.iter().position(|&r| r == role).unwrap_or(0)
 }
 
 impl Holds {
-    /// Take in a new round's verdicts seen at `now`.
-    pub fn observe(&mut self, v: &Verdicts, now: Instant) {
-        for &role in Role::ALL {
-            match v.get(role).map(|r| r.state) {
-                Some(State::Up | State::Maintenance) => {
-                    self.up_since.entry(role).or_insert(now);
-                }
-                _ => {
-                    self.up_since.remove(&role);
+    /// Take in every target's verdicts seen at `now`; targets no longer on the board
+    /// are forgotten.
+    pub fn observe(&mut self, board: &Board, now: Instant) {
+        self.up_since
+            .retain(|name, _| board.targets.iter().any(|t| &t.name == name));
+        for t in &board.targets {
+            let since = match self.up_since.get_mut(&t.name) {
+                Some(s) => s,
+                None => self.up_since.entry(t.name.clone()).or_default(),
+            };
+            for &role in Role::ALL {
+                let slot = &mut since[role_index(role)];
+                match t.verdicts.get(role).map(|r| r.state) {
+                    Some(State::Up | State::Maintenance) => {
+                        slot.get_or_insert(now);
+                    }
+                    _ => *slot = None,
                 }
             }
         }
     }
 
-    /// The desire for servers routing `role`, at `now`.
-    pub fn desire(&self, v: &Verdicts, role: Role, now: Instant, up_after: Duration) -> Desire {
-        let Some(rv) = v.get(role) else {
+    /// The desire for the server lines of `target` that route `role`, at `now`.
+    pub fn desire(
+        &self,
+        target: &TargetVerdicts,
+        role: Role,
+        now: Instant,
+        up_after: Duration,
+    ) -> Desire {
+        let Some(rv) = target.verdicts.get(role) else {
             return Desire::default();
         };
         let admin = if rv.maintenance || rv.state == State::Maintenance {
@@ -89,8 +125,9 @@ impl Holds {
             State::Up | State::Maintenance => {
                 let held = self
                     .up_since
-                    .get(&role)
-                    .is_some_and(|s| now.saturating_duration_since(*s) >= up_after);
+                    .get(&target.name)
+                    .and_then(|s| s[role_index(role)])
+                    .is_some_and(|s| now.saturating_duration_since(s) >= up_after);
                 Desire {
                     health: held.then_some(Health::Up),
                     admin: Some(admin),
@@ -100,40 +137,103 @@ impl Holds {
     }
 
     /// When a pending up becomes due (the earliest), so the pusher can sleep until then.
-    pub fn next_due(&self, v: &Verdicts, now: Instant, up_after: Duration) -> Option<Instant> {
+    pub fn next_due(&self, now: Instant, up_after: Duration) -> Option<Instant> {
         self.up_since
-            .iter()
-            .filter(|(role, _)| v.get(**role).is_some())
-            .map(|(_, s)| *s + up_after)
+            .values()
+            .flat_map(|s| s.iter().flatten())
+            .map(|s| *s + up_after)
             .filter(|due| *due > now)
             .min()
     }
 }
 
-/// Which server lines are this mysqlchk's target (per-host mode: one target).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Owner {
-    /// The MySQL address and port (`mysql.host`, `mysql.port`), when over TCP.
-    pub addr: Option<(String, u16)>,
-    /// The server name in HAProxy (`[[haproxy]] server`), if configured.
-    pub name: Option<String>,
+/// What the pusher wants of every target's server lines: per target name, one desire
+/// per configured backend (in the order of `[[haproxy]] backends`).
+pub type Desires = std::collections::BTreeMap<String, Vec<Desire>>;
+
+/// Every target's desires at `now` for the backends' roles.
+pub fn desires(
+    board: &Board,
+    holds: &Holds,
+    backends: &[(String, Role)],
+    now: Instant,
+    up_after: Duration,
+) -> Desires {
+    board
+        .targets
+        .iter()
+        .map(|t| {
+            let d = backends
+                .iter()
+                .map(|(_, role)| holds.desire(t, *role, now, up_after))
+                .collect();
+            (t.name.clone(), d)
+        })
+        .collect()
 }
 
-impl Owner {
-    pub fn owns(&self, row: &ServerRow) -> bool {
-        let by_addr = self.addr.as_ref().is_some_and(|(host, port)| {
-            row.port == Some(*port)
-                && (same_host(host, &row.addr) || row.fqdn.as_deref() == Some(host.as_str()))
+/// Which target each HAProxy server line belongs to: the one at its address and port,
+/// else (fleet mode) the one of its name, else (a single server) the configured
+/// `[[haproxy]] server` name.
+#[derive(Debug, Default)]
+pub struct Owners {
+    by_addr: HashMap<(String, u16), String>,
+    by_name: HashMap<String, String>,
+    /// `[[haproxy]] server`: the single server's line, when its address does not tell.
+    pub server: Option<String>,
+}
+
+impl Owners {
+    pub fn new(board: &Board, server: Option<&str>) -> Owners {
+        let mut o = Owners {
+            server: server.map(str::to_string),
+            ..Default::default()
+        };
+        for t in &board.targets {
+            if let Some((host, port)) = &t.addr {
+                o.by_addr
+                    .entry((host_key(host), *port))
+                    .or_insert_with(|| t.name.clone());
+            }
+            if board.named {
+                o.by_name
+                    .entry(t.name.clone())
+                    .or_insert_with(|| t.name.clone());
+            }
+        }
+        if let (Some(s), Some(t)) = (server, board.targets.first()) {
+            if !board.named {
+                o.by_name.insert(s.to_string(), t.name.clone());
+            }
+        }
+        o
+    }
+
+    /// The name of the target `row` belongs to, if any.
+    pub fn owner(&self, row: &ServerRow) -> Option<&str> {
+        let by_addr = row.port.and_then(|port| {
+            self.by_addr.get(&(host_key(&row.addr), port)).or_else(|| {
+                row.fqdn
+                    .as_deref()
+                    .and_then(|f| self.by_addr.get(&(host_key(f), port)))
+            })
         });
-        by_addr || self.name.as_deref() == Some(row.server.as_str())
+        by_addr
+            .or_else(|| self.by_name.get(&row.server))
+            .map(String::as_str)
     }
 }
 
-/// Addresses compare as addresses (`::1` and `0:0::1` are one), names as text.
-fn same_host(a: &str, b: &str) -> bool {
-    match (a.parse::<IpAddr>(), b.parse::<IpAddr>()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a.eq_ignore_ascii_case(b),
+/// Addresses compare as addresses (`::1` and `0:0::1` are one), names as text
+/// without case.
+fn host_key(h: &str) -> String {
+    let bare = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(h);
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => bare.to_ascii_lowercase(),
     }
 }
 
@@ -154,39 +254,44 @@ pub enum Missing {
     Server(String),
 }
 
-/// The commands that take HAProxy from `rows` to what `desire` wants for every server
-/// line of the configured `backends` that `owner` owns. A configured server name with
-/// no row is planned anyway (health only), so HAProxy's own answer says what is wrong.
+/// The commands that take HAProxy from `rows` to what `desire` wants (given a target
+/// name and the index of the backend in `backends`) for every server line of the
+/// configured `backends` that `owners` assigns to a target. A configured single-server
+/// name with no row is planned anyway (health only), so HAProxy's own answer says what
+/// is wrong.
 pub fn plan(
     rows: &[ServerRow],
     backends: &[(String, Role)],
-    owner: &Owner,
-    desire: impl Fn(Role) -> Desire,
+    owners: &Owners,
+    desire: impl Fn(&str, usize) -> Desire,
 ) -> (Vec<Planned>, Vec<Missing>) {
     let mut out = Vec::new();
     let mut missing = Vec::new();
-    for (backend, role) in backends {
-        let d = desire(*role);
-        let mine: Vec<&ServerRow> = rows
+    for (i, (backend, _)) in backends.iter().enumerate() {
+        let mine: Vec<(&ServerRow, &str)> = rows
             .iter()
-            .filter(|r| &r.backend == backend && owner.owns(r))
+            .filter(|r| &r.backend == backend)
+            .filter_map(|r| owners.owner(r).map(|t| (r, t)))
             .collect();
         if mine.is_empty() {
             if !rows.iter().any(|r| &r.backend == backend) {
                 missing.push(Missing::Backend(backend.clone()));
-            } else if owner.name.is_none() {
+            } else if owners.server.is_none() {
                 missing.push(Missing::Server(backend.clone()));
             }
-            if let (Some(name), Some(h)) = (&owner.name, d.health) {
-                out.push(Planned {
-                    backend: backend.clone(),
-                    server: name.clone(),
-                    change: Change::Health(h),
-                });
+            if let Some(name) = &owners.server {
+                if let Some(h) = owners.by_name.get(name).and_then(|t| desire(t, i).health) {
+                    out.push(Planned {
+                        backend: backend.clone(),
+                        server: name.clone(),
+                        change: Change::Health(h),
+                    });
+                }
             }
             continue;
         }
-        for row in mine {
+        for (row, target) in mine {
+            let d = desire(target, i);
             let mut push = |change| {
                 out.push(Planned {
                     backend: row.backend.clone(),
@@ -232,15 +337,32 @@ mod tests {
         }
     }
 
-    fn verdicts(role: Role, state: State, maintenance: bool) -> Verdicts {
-        Verdicts {
-            seq: 1,
-            roles: vec![RoleVerdict {
-                role,
-                state,
-                maintenance,
-            }],
+    /// The single server's board: one target with one role's verdict.
+    fn verdicts(role: Role, state: State, maintenance: bool) -> Board {
+        Board {
+            targets: vec![target("", role, state, maintenance)],
+            named: false,
         }
+    }
+
+    fn target(name: &str, role: Role, state: State, maintenance: bool) -> TargetVerdicts {
+        TargetVerdicts {
+            name: name.into(),
+            addr: Some(("127.0.0.1".into(), 13306)),
+            verdicts: Verdicts {
+                seq: 1,
+                roles: vec![RoleVerdict {
+                    role,
+                    state,
+                    maintenance,
+                }],
+            },
+        }
+    }
+
+    /// `h.desire` on the board's only target.
+    fn want(h: &Holds, b: &Board, role: Role, now: Instant) -> Desire {
+        h.desire(&b.targets[0], role, now, UP_AFTER)
     }
 
     const UP_AFTER: Duration = Duration::from_secs(2);
@@ -251,32 +373,28 @@ mod tests {
         let mut h = Holds::default();
         let down = verdicts(Role::Replica, State::Down, false);
         h.observe(&down, t0);
-        let d = h.desire(&down, Role::Replica, t0, UP_AFTER);
+        let d = want(&h, &down, Role::Replica, t0);
         assert_eq!(d.health, Some(Health::Down));
         assert_eq!(d.admin, Some(Admin::Ready));
 
         let up = verdicts(Role::Replica, State::Up, false);
         let t1 = t0 + Duration::from_millis(100);
         h.observe(&up, t1);
-        assert_eq!(h.desire(&up, Role::Replica, t1, UP_AFTER).health, None);
-        assert_eq!(h.next_due(&up, t1, UP_AFTER), Some(t1 + UP_AFTER));
+        assert_eq!(want(&h, &up, Role::Replica, t1).health, None);
+        assert_eq!(h.next_due(t1, UP_AFTER), Some(t1 + UP_AFTER));
         // Still up a round later: the hold counts from the first up round.
         let t2 = t1 + Duration::from_secs(1);
         h.observe(&up, t2);
-        assert_eq!(h.desire(&up, Role::Replica, t2, UP_AFTER).health, None);
+        assert_eq!(want(&h, &up, Role::Replica, t2).health, None);
         let t3 = t1 + UP_AFTER;
-        assert_eq!(
-            h.desire(&up, Role::Replica, t3, UP_AFTER).health,
-            Some(Health::Up)
-        );
-        assert_eq!(h.next_due(&up, t3, UP_AFTER), None);
+        assert_eq!(want(&h, &up, Role::Replica, t3).health, Some(Health::Up));
+        assert_eq!(h.next_due(t3, UP_AFTER), None);
 
         // A flap restarts the hold.
         h.observe(&down, t3);
         h.observe(&up, t3 + Duration::from_millis(10));
         assert_eq!(
-            h.desire(&up, Role::Replica, t3 + Duration::from_secs(1), UP_AFTER)
-                .health,
+            want(&h, &up, Role::Replica, t3 + Duration::from_secs(1)).health,
             None
         );
     }
@@ -287,22 +405,16 @@ mod tests {
         let mut h = Holds::default();
         let m = verdicts(Role::Health, State::Maintenance, true);
         h.observe(&m, t0);
-        assert_eq!(
-            h.desire(&m, Role::Health, t0, UP_AFTER).admin,
-            Some(Admin::Drain)
-        );
+        assert_eq!(want(&h, &m, Role::Health, t0).admin, Some(Admin::Drain));
         // Down while in maintenance: down and drained.
         let dm = verdicts(Role::Health, State::Down, true);
-        let d = h.desire(&dm, Role::Health, t0, UP_AFTER);
+        let d = want(&h, &dm, Role::Health, t0);
         assert_eq!(
             (d.health, d.admin),
             (Some(Health::Down), Some(Admin::Drain))
         );
         let up = verdicts(Role::Health, State::Up, false);
-        assert_eq!(
-            h.desire(&up, Role::Health, t0, UP_AFTER).admin,
-            Some(Admin::Ready)
-        );
+        assert_eq!(want(&h, &up, Role::Health, t0).admin, Some(Admin::Ready));
     }
 
     #[test]
@@ -310,20 +422,29 @@ mod tests {
         let h = Holds::default();
         let s = verdicts(Role::Primary, State::Starting, false);
         assert_eq!(
-            h.desire(&s, Role::Primary, Instant::now(), UP_AFTER),
+            want(&h, &s, Role::Primary, Instant::now()),
             Desire::default()
         );
         assert_eq!(
-            h.desire(&s, Role::Replica, Instant::now(), UP_AFTER),
+            want(&h, &s, Role::Replica, Instant::now()),
             Desire::default()
         );
     }
 
-    fn owner() -> Owner {
-        Owner {
-            addr: Some(("127.0.0.1".into(), 13306)),
-            name: None,
-        }
+    /// The single server at 127.0.0.1:13306, with an optional `[[haproxy]] server`.
+    fn single(addr: Option<(&str, u16)>, server: Option<&str>) -> Owners {
+        let b = Board {
+            targets: vec![TargetVerdicts {
+                addr: addr.map(|(h, p)| (h.to_string(), p)),
+                ..Default::default()
+            }],
+            named: false,
+        };
+        Owners::new(&b, server)
+    }
+
+    fn owner() -> Owners {
+        single(Some(("127.0.0.1", 13306)), None)
     }
 
     #[test]
@@ -342,7 +463,7 @@ mod tests {
             health: Some(Health::Down),
             admin: Some(Admin::Ready),
         };
-        let (p, missing) = plan(&rows, &backends, &owner(), |_| down);
+        let (p, missing) = plan(&rows, &backends, &owner(), |_, _| down);
         assert!(missing.is_empty());
         assert_eq!(
             p,
@@ -358,14 +479,14 @@ mod tests {
     fn plan_orders_drain_before_down_and_up_before_ready() {
         let rows = vec![row("w", "db1", "127.0.0.1", 13306, 2, 0)];
         let backends = vec![("w".to_string(), Role::Health)];
-        let (p, _) = plan(&rows, &backends, &owner(), |_| Desire {
+        let (p, _) = plan(&rows, &backends, &owner(), |_, _| Desire {
             health: Some(Health::Down),
             admin: Some(Admin::Drain),
         });
         let changes: Vec<_> = p.iter().map(|p| p.change.to_string()).collect();
         assert_eq!(changes, ["state drain", "health down"]);
         let rows = vec![row("w", "db1", "127.0.0.1", 13306, 0, 8)];
-        let (p, _) = plan(&rows, &backends, &owner(), |_| Desire {
+        let (p, _) = plan(&rows, &backends, &owner(), |_, _| Desire {
             health: Some(Health::Up),
             admin: Some(Admin::Ready),
         });
@@ -378,7 +499,7 @@ mod tests {
         // admin 1 = FMAINT (`set server … state maint` or `disabled`).
         let rows = vec![row("w", "db1", "127.0.0.1", 13306, 0, 1 | 8)];
         let backends = vec![("w".to_string(), Role::Health)];
-        let (p, _) = plan(&rows, &backends, &owner(), |_| Desire {
+        let (p, _) = plan(&rows, &backends, &owner(), |_, _| Desire {
             health: Some(Health::Up),
             admin: Some(Admin::Ready),
         });
@@ -388,24 +509,73 @@ mod tests {
 
     #[test]
     fn ownership_by_address_then_by_name() {
-        let mut o = owner();
-        assert!(o.owns(&row("b", "x", "127.0.0.1", 13306, 2, 0)));
-        assert!(!o.owns(&row("b", "x", "127.0.0.1", 13307, 2, 0)));
-        assert!(!o.owns(&row("b", "db1", "10.0.0.9", 3306, 2, 0)));
-        o.name = Some("db1".into());
-        assert!(o.owns(&row("b", "db1", "10.0.0.9", 3306, 2, 0)));
-        let v6 = Owner {
-            addr: Some(("::1".into(), 3306)),
-            name: None,
-        };
-        assert!(v6.owns(&row("b", "x", "0:0::1", 3306, 2, 0)));
+        let o = owner();
+        assert_eq!(o.owner(&row("b", "x", "127.0.0.1", 13306, 2, 0)), Some(""));
+        assert_eq!(o.owner(&row("b", "x", "127.0.0.1", 13307, 2, 0)), None);
+        assert_eq!(o.owner(&row("b", "db1", "10.0.0.9", 3306, 2, 0)), None);
+        let o = single(Some(("127.0.0.1", 13306)), Some("db1"));
+        assert_eq!(o.owner(&row("b", "db1", "10.0.0.9", 3306, 2, 0)), Some(""));
+        let v6 = single(Some(("::1", 3306)), None);
+        assert_eq!(v6.owner(&row("b", "x", "0:0::1", 3306, 2, 0)), Some(""));
         let mut by_fqdn = row("b", "x", "10.0.0.2", 3306, 2, 0);
         by_fqdn.fqdn = Some("db1.example".into());
-        let named = Owner {
-            addr: Some(("db1.example".into(), 3306)),
-            name: None,
+        let named = single(Some(("DB1.example", 3306)), None);
+        assert_eq!(named.owner(&by_fqdn), Some(""));
+    }
+
+    /// A fleet checker: each line goes to the target at its address and port, else to
+    /// the target of its name; lines of servers it does not watch are nobody's.
+    #[test]
+    fn fleet_lines_belong_to_their_targets() {
+        let mut db1 = target("db1", Role::Primary, State::Up, false);
+        db1.addr = Some(("10.0.0.1".into(), 3306));
+        let mut db2 = target("db2", Role::Primary, State::Down, false);
+        db2.addr = Some(("10.0.0.2".into(), 3306));
+        let board = Board {
+            targets: vec![db1, db2],
+            named: true,
         };
-        assert!(named.owns(&by_fqdn));
+        let o = Owners::new(&board, None);
+        assert_eq!(o.owner(&row("w", "x", "10.0.0.1", 3306, 2, 0)), Some("db1"));
+        assert_eq!(
+            o.owner(&row("w", "db1", "10.0.0.2", 3306, 2, 0)),
+            Some("db2"),
+            "the address wins"
+        );
+        assert_eq!(
+            o.owner(&row("w", "db2", "10.9.9.9", 3306, 2, 0)),
+            Some("db2")
+        );
+        assert_eq!(o.owner(&row("w", "db3", "10.0.0.3", 3306, 2, 0)), None);
+
+        let rows = vec![
+            row("w", "a", "10.0.0.1", 3306, 2, 0),
+            row("w", "b", "10.0.0.2", 3306, 2, 0),
+            row("w", "c", "10.0.0.3", 3306, 0, 0),
+        ];
+        let backends = vec![("w".to_string(), Role::Primary)];
+        let t0 = Instant::now();
+        let mut h = Holds::default();
+        h.observe(&board, t0 - UP_AFTER);
+        let d = desires(&board, &h, &backends, t0, UP_AFTER);
+        let (p, missing) = plan(&rows, &backends, &o, |t, i| d[t][i]);
+        assert!(missing.is_empty());
+        assert_eq!(
+            p,
+            vec![Planned {
+                backend: "w".into(),
+                server: "b".into(),
+                change: Change::Health(Health::Down)
+            }],
+            "db1 is up already, c is not watched"
+        );
+        // A gone target's hold is forgotten with it.
+        let only_db2 = Board {
+            targets: vec![board.targets[1].clone()],
+            named: true,
+        };
+        h.observe(&only_db2, t0);
+        assert!(!h.up_since.contains_key("db1"));
     }
 
     #[test]
@@ -419,17 +589,14 @@ mod tests {
             health: Some(Health::Down),
             admin: Some(Admin::Ready),
         };
-        let (p, missing) = plan(&rows, &backends, &owner(), |_| down);
+        let (p, missing) = plan(&rows, &backends, &owner(), |_, _| down);
         assert!(p.is_empty());
         assert_eq!(
             missing,
             vec![Missing::Server("w".into()), Missing::Backend("gone".into())]
         );
-        let named = Owner {
-            addr: None,
-            name: Some("db9".into()),
-        };
-        let (p, _) = plan(&rows, &backends, &named, |_| down);
+        let named = single(None, Some("db9"));
+        let (p, _) = plan(&rows, &backends, &named, |_, _| down);
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p
             .iter()
@@ -444,7 +611,7 @@ mod tests {
         let backends = vec![("w".to_string(), Role::Health)];
         let t0 = Instant::now();
         let mut h = Holds::default();
-        let mut last = Verdicts::default();
+        let mut last = Board::default();
         for (i, s) in [State::Down, State::Up, State::Down]
             .into_iter()
             .enumerate()
@@ -452,8 +619,8 @@ mod tests {
             last = verdicts(Role::Health, s, false);
             h.observe(&last, t0 + Duration::from_millis(i as u64));
         }
-        let (p, _) = plan(&rows, &backends, &owner(), |r| {
-            h.desire(&last, r, t0, UP_AFTER)
+        let (p, _) = plan(&rows, &backends, &owner(), |_, i| {
+            want(&h, &last, backends[i].1, t0)
         });
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].change, Change::Health(Health::Down));

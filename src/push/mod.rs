@@ -4,7 +4,8 @@
 //! stay configured as the safety net: a lost push is corrected at their next `inter`.
 //!
 //! - `api`: the command and reply texts (pure);
-//! - `desired`: verdicts → what each server line should be, and the plan (pure);
+//! - `desired`: every target's verdicts → what each server line should be (a line is a
+//!   target's by its address and port, else by its name), and the plan (pure);
 //! - `client`: one task per `[[haproxy]]` entry that applies the plan and verifies it;
 //! - `stats`: push results, latency and connection states for `/metrics` and `/status`.
 //!
@@ -20,24 +21,52 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Check, Config, HaproxySocket, Target};
-use crate::snapshot::Snapshot;
-use crate::verdict::evaluate;
+use crate::config::{Config, HaproxySocket, Target as Address};
+use crate::fleet::{Fleet, Target};
+use crate::role::Role;
+use crate::snapshot::VerdictNews;
+use crate::verdict::{evaluate_with, State};
 use client::{Endpoint, Settings};
-use desired::{Owner, RoleVerdict, Verdicts};
+use desired::{Board, RoleVerdict, TargetVerdicts, Verdicts};
 use stats::{Node, Stats};
 
-/// Every role's verdict on `snap` (what the checker publishes after each round).
-pub(crate) fn verdicts_of(snap: &Snapshot, check: &Check) -> Verdicts {
+/// Every role's verdict on `t` as of its latest round: what the responders answered
+/// when the round ended, fleet-wide decisions included (so a push never contradicts a
+/// check). A discovered target gone from the topology is down; one without a round yet
+/// has no verdicts (HAProxy's own checks decide).
+pub(crate) fn verdicts_of(t: &Target) -> Verdicts {
+    if t.gone {
+        return Verdicts {
+            seq: 0,
+            roles: Role::ALL
+                .iter()
+                .map(|&role| RoleVerdict {
+                    role,
+                    state: State::Down,
+                    maintenance: false,
+                })
+                .collect(),
+        };
+    }
+    let Some(snap) = t.published.latest() else {
+        return Verdicts::default();
+    };
+    let overrides = t.overrides.load();
     Verdicts {
         seq: snap.seq,
-        roles: crate::role::Role::ALL
+        roles: Role::ALL
             .iter()
             .map(|&role| {
-                let v = evaluate(Some(snap), snap.taken, check, role, None);
+                let v = evaluate_with(
+                    Some(&snap),
+                    snap.taken,
+                    &t.config.check,
+                    role,
+                    None,
+                    &overrides,
+                );
                 RoleVerdict {
                     role,
                     state: v.state,
@@ -48,12 +77,27 @@ pub(crate) fn verdicts_of(snap: &Snapshot, check: &Check) -> Verdicts {
     }
 }
 
+/// Every target's verdicts, and the addresses server lines are matched by.
+pub(crate) fn board_of(fleet: &Fleet) -> Board {
+    Board {
+        named: fleet.is_named(),
+        targets: fleet
+            .targets()
+            .iter()
+            .map(|t| TargetVerdicts {
+                name: t.name.clone(),
+                addr: match &t.config.mysql.target {
+                    Address::Tcp { host, port } => Some((host.clone(), *port)),
+                    Address::Socket(_) => None,
+                },
+                verdicts: verdicts_of(t),
+            })
+            .collect(),
+    }
+}
+
 /// One pusher's settings per `[[haproxy]]` entry.
 fn settings(cfg: &Config) -> Vec<Settings> {
-    let addr = match &cfg.mysql.target {
-        Target::Tcp { host, port } => Some((host.clone(), *port)),
-        Target::Socket(_) => None,
-    };
     cfg.haproxy
         .iter()
         .map(|h| Settings {
@@ -62,10 +106,7 @@ fn settings(cfg: &Config) -> Vec<Settings> {
                 HaproxySocket::Tcp(a) => Endpoint::Tcp(a.to_string()),
             },
             backends: h.backends.clone(),
-            owner: Owner {
-                addr: addr.clone(),
-                name: h.server.clone(),
-            },
+            server: h.server.clone(),
             push_up_after: h.push_up_after,
             // A runtime command is answered in microseconds; a second means a hung or
             // unreachable HAProxy, and never holds up another node.
@@ -78,11 +119,13 @@ fn settings(cfg: &Config) -> Vec<Settings> {
         .collect()
 }
 
-/// Run one pusher per `[[haproxy]]` entry until `shutdown`; a reload that changes the
-/// entries (or the MySQL target) replaces them all.
+/// Run one pusher per `[[haproxy]]` entry until `shutdown`, each reading the targets'
+/// verdicts from `fleet` when `news` rings; a reload that changes the entries replaces
+/// them all (a change of targets does not: the pushers read the fleet anew).
 pub(crate) async fn supervise(
     config: Arc<ArcSwap<Config>>,
-    verdicts: watch::Receiver<Verdicts>,
+    fleet: Arc<ArcSwap<Fleet>>,
+    news: VerdictNews,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
@@ -100,9 +143,11 @@ pub(crate) async fn supervise(
                 .map(|s| Arc::new(Node::new(s.endpoint.to_string())))
                 .collect();
             for (s, node) in wanted.iter().zip(&nodes) {
+                let fleet = fleet.clone();
                 tokio::spawn(client::run(
                     s.clone(),
-                    verdicts.clone(),
+                    move || board_of(&fleet.load()),
+                    news.subscribe(),
                     node.clone(),
                     stats.clone(),
                     token.clone(),
