@@ -371,3 +371,39 @@ fn wait_down(hap: &Haproxy, be: &str, srv: &str) {
         hap.server_state(be, srv).starts_with("DOWN")
     });
 }
+
+/// The fleet checker's whole config on an HAProxy node can be one socket: the targets
+/// discovered from HAProxy's `show servers state`, the verdicts pushed back through it.
+#[test]
+fn targets_discovered_from_haproxy_are_pushed_back_to_it() {
+    let a = MariaDb::start();
+    let b = MariaDb::start();
+    b.sql("SET GLOBAL read_only=ON");
+    let ok = always_200();
+    let hap = Haproxy::start(&haproxy_body(
+        ok,
+        &[("mysql-write", &[("db1", a.port()), ("db2", b.port())])],
+    ));
+    for db in [&a, &b] {
+        db.create_checker_user("mysqlchk", PASSWORD);
+    }
+    let sock = hap.admin_socket();
+    let d = Daemon::start(
+        &format!(
+            "[listen]\nhttp = \"127.0.0.1:{}\"\n[mysql]\nconnect_timeout = \"250ms\"\n\
+             [check]\ninterval = \"250ms\"\ntimeout = \"250ms\"\nstale_after = \"3s\"\n\
+             [[discover]]\nfrom = \"haproxy\"\nsocket = \"{}\"\nevery = \"500ms\"\n{}",
+            free_port(),
+            sock.display(),
+            table(&sock, r#""mysql-write" = "primary""#, ""),
+        ),
+        &[("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)],
+    );
+    wait_down(&hap, "mysql-write", "db2");
+    d.wait_for_log("push: mysql-write/db2 health down", Duration::from_secs(5));
+    let st = status(&d);
+    assert_eq!(st["haproxy"][0]["state"], "connected", "{st}");
+    assert!(hap.server_state("mysql-write", "db1").starts_with("UP"));
+    b.sql("SET GLOBAL read_only=OFF");
+    hap.wait_for_state("mysql-write", "db2", "UP", Duration::from_secs(10));
+}
