@@ -34,6 +34,7 @@ const ALERTS: &[&str] = &[
     "MysqlchkFlapping",
     "MysqlchkProbeErrors",
     "MysqlchkAccountRefusedEverywhere",
+    "MysqlchkHaproxyPushFailing",
 ];
 /// Generous: two cores shared with other test binaries.
 const DATA_DEADLINE: Duration = Duration::from_secs(90);
@@ -738,7 +739,12 @@ fn a_real_prometheus_has_data_for_every_panel_and_runs_the_alert_rules() {
         account.iter().all(|a| label(a, "job") == "mysqlchk-auth"),
         "{account:?}"
     );
-    for quiet in ["MysqlchkDown", "MysqlchkSnapshotStale", "MysqlchkFlapping"] {
+    for quiet in [
+        "MysqlchkDown",
+        "MysqlchkSnapshotStale",
+        "MysqlchkFlapping",
+        "MysqlchkHaproxyPushFailing",
+    ] {
         assert_eq!(alerts(quiet), Vec::new(), "{quiet}");
     }
 }
