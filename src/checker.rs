@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Check, Config};
 use crate::facts::{ProbeError, Reason, Step};
 use crate::maintenance;
-use crate::metrics::Metrics;
+use crate::metrics::ProberMetrics;
 use crate::policy::Policy;
 use crate::probe::Probe;
 use crate::role::Role;
@@ -185,7 +185,7 @@ impl Transitions {
 pub async fn run(
     config: Arc<ArcSwap<Config>>,
     published: Arc<Published>,
-    metrics: Arc<Metrics>,
+    metrics: ProberMetrics,
     reconfigured: Arc<Notify>,
     news: VerdictNews,
     shutdown: CancellationToken,
@@ -243,7 +243,7 @@ pub async fn run(
 async fn rounds(
     config: Arc<ArcSwap<Config>>,
     published: Arc<Published>,
-    metrics: Arc<Metrics>,
+    metrics: ProberMetrics,
     reconfigured: Arc<Notify>,
     news: VerdictNews,
     shutdown: CancellationToken,

@@ -147,10 +147,39 @@ fn replication_finds_a_replica_attached_later_then_forgets_it() {
         "{:?}",
         targets(p)
     );
+    // /metrics says what the responders answer: every role down, although the
+    // server itself is alive (its health would be up).
+    let gone_series = |s: &str| format!("mysqlchk_{s}{{target=\"{rname}\",role=\"health\"");
+    let body = http_get(p, "/metrics").1;
+    assert_eq!(
+        metric(p, &format!("{}}}", gone_series("role_up"))),
+        Some(0),
+        "{body}"
+    );
+    assert_eq!(
+        metric(
+            p,
+            &format!("{},state=\"down\"}}", gone_series("role_state"))
+        ),
+        Some(1),
+        "{body}"
+    );
     // ...then it is gone from the fleet; the primary stays.
     wait_until(SETTLE, "the replica forgotten", || {
         names(p) == [seed.clone()]
     });
+    // Its series go with it (the per-target counters too, within a fleet-wide pass).
+    let label = format!("target=\"{rname}\"");
+    wait_until(Duration::from_secs(3), "the replica's series gone", || {
+        !http_get(p, "/metrics").1.contains(&label)
+    });
+    assert!(
+        http_get(p, "/metrics").1.contains(&format!(
+            "mysqlchk_probe_errors_total{{target=\"{seed}\",reason=\"refused\"}} 0"
+        )),
+        "{}",
+        http_get(p, "/metrics").1
+    );
     let change = |c: &str| {
         metric(
             p,

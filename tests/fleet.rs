@@ -391,6 +391,9 @@ fn sighup_adds_and_removes_targets_without_resetting_the_others() {
         seq_of("db1").unwrap_or(0) >= 5
     });
     let before = seq_of("db1").unwrap();
+    let metrics = || http_get(p, "/metrics").1;
+    let db2_series = |m: &str| m.lines().filter(|l| l.contains("target=\"db2\"")).count();
+    assert!(db2_series(&metrics()) > 0, "{}", metrics());
 
     // Remove db2, add standalone, change db1's lag bound (its prober keeps running).
     let text = std::fs::read_to_string(d.config_path()).unwrap();
@@ -409,6 +412,18 @@ fn sighup_adds_and_removes_targets_without_resetting_the_others() {
     );
     let names: Vec<_> = snapshots(p).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["db1", "standalone"]);
+    // The removed target's series go with it (also its per-target counters: the
+    // transitions after the next fleet-wide pass, the probe errors with its prober).
+    wait_until(
+        Duration::from_secs(3),
+        "db2's series gone from /metrics",
+        || db2_series(&metrics()) == 0,
+    );
+    let m = metrics();
+    assert!(
+        m.contains("mysqlchk_probe_errors_total{target=\"standalone\",reason=\"refused\"} 0"),
+        "{m}"
+    );
     let after = seq_of("db1").unwrap();
     eprintln!("FIGURE db1 seq {before} before the reload, {after} after");
     assert!(

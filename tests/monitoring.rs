@@ -2,7 +2,7 @@
 //! `promtool check rules` and their own unit tests (`promtool test rules`), and a real
 //! Prometheus scraping real `mysqlchk` daemons (a healthy replica, one whose server
 //! refuses connections, two whose account MySQL refuses, one pushing to a real HAProxy,
-//! a fleet checker of two targets) returns data for every query of the Grafana
+//! a fleet checker of three targets, one of them refused) returns data for every query of the Grafana
 //! dashboard, per-target panels answering for the fleet's targets and the single
 //! servers alike, and every series the daemons export is on some panel; Prometheus
 //! loads the rules and evaluates them: the probe-error and account alerts go pending
@@ -404,9 +404,10 @@ fn push_daemon(mysql_port: u16, maint: &Path) -> (Haproxy, Daemon) {
     (hap, d)
 }
 
-/// A fleet checker (the README, Fleet mode) of two targets: `db1` on `primary_port`,
-/// `db2` on `replica_port`.
-fn fleet_daemon(primary_port: u16, replica_port: u16, maint: &Path) -> Daemon {
+/// A fleet checker (the README, Fleet mode) of three targets: `db1` on `primary_port`,
+/// `db2` on `replica_port`, and `db3` on `closed_port`, where nothing listens (probe
+/// errors with a `target` label).
+fn fleet_daemon(primary_port: u16, replica_port: u16, closed_port: u16, maint: &Path) -> Daemon {
     let http = free_port();
     let d = Daemon::start(
         &format!(
@@ -414,7 +415,8 @@ fn fleet_daemon(primary_port: u16, replica_port: u16, maint: &Path) -> Daemon {
              [check]\ninterval = \"250ms\"\ntimeout = \"250ms\"\nstale_after = \"3s\"\n\
              maintenance_file = \"{}\"\n\
              [[target]]\nname = \"db1\"\nhost = \"127.0.0.1\"\nport = {primary_port}\n\
-             [[target]]\nname = \"db2\"\nhost = \"127.0.0.1\"\nport = {replica_port}\n",
+             [[target]]\nname = \"db2\"\nhost = \"127.0.0.1\"\nport = {replica_port}\n\
+             [[target]]\nname = \"db3\"\nhost = \"127.0.0.1\"\nport = {closed_port}\n",
             maint.display()
         ),
         &[("MYSQLCHK_MYSQL_PASSWORD", PASSWORD)],
@@ -482,12 +484,14 @@ fn a_real_prometheus_has_data_for_every_panel_and_runs_the_alert_rules() {
     let auth1 = daemon(primary.port(), "chk", "not-the-password");
     let auth2 = daemon(primary.port(), "chk", "not-the-password");
     // Job "mysqlchk" too: a checker pushing to a real HAProxy (push panels), and a
-    // fleet checker of the same two servers (series with a `target` label).
+    // fleet checker of the same two servers and the closed port (series with a `target`
+    // label, probe errors too).
     let flags = tempfile::tempdir().unwrap();
     let (_hap, pusher) = push_daemon(primary.port(), &flags.path().join("maintenance"));
     let fleet = fleet_daemon(
         primary.port(),
         replica.port(),
+        closed,
         &flags.path().join("fleet-maintenance"),
     );
 

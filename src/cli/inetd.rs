@@ -128,18 +128,12 @@ fn exchange(cfg: &Config) -> Vec<u8> {
         }
         let metrics = Metrics::new();
         let now = Instant::now();
-        let render = || {
-            metrics.render(
-                &[(None, &cfg.check, &published, &Default::default())],
-                false,
-                now,
-            )
-        };
         let fleet = Fleet::single(Arc::new(Target::configured(
             "",
             Arc::new(cfg.clone()),
             published.clone(),
         )));
+        let render = || metrics.render(&fleet, false, now);
         let inputs = EndpointInputs {
             config: cfg,
             fleet: &fleet,

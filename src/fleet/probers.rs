@@ -57,11 +57,13 @@ impl Probers {
     /// Bring the running probers in line with `fleet` (after a reload).
     pub(crate) fn apply(&mut self, fleet: &Fleet) {
         let n = fleet.targets().len();
+        let metrics = &self.metrics;
         self.running.retain(|name, r| {
             let keep = fleet.get(name).is_some();
             if !keep {
                 tracing::info!(target_name = %name, "target removed: its prober stops");
                 r.stop.cancel();
+                metrics.forget_target(name);
             }
             keep
         });
@@ -86,8 +88,11 @@ impl Probers {
             };
             let news = self.news.clone();
             let task = tokio::spawn({
-                let (config, published, metrics) =
-                    (config.clone(), t.published.clone(), self.metrics.clone());
+                // In fleet mode its probe errors are counted under its name.
+                let metrics = self
+                    .metrics
+                    .prober(fleet.is_named().then_some(t.name.as_str()));
+                let (config, published) = (config.clone(), t.published.clone());
                 let (reconfigured, stop) = (reconfigured.clone(), stop.clone());
                 async move {
                     tokio::select! {
@@ -124,5 +129,57 @@ impl Probers {
             r.stop.cancel();
             let _ = r.task.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn errors(metrics: &Metrics, fleet: &Fleet, name: &str) -> Option<u64> {
+        let series =
+            format!("mysqlchk_probe_errors_total{{target=\"{name}\",reason=\"refused\"}} ");
+        metrics
+            .render(fleet, false, Instant::now())
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.parse().ok())
+    }
+
+    /// Fleet mode: each prober counts its probe errors under its target's name (a
+    /// closed loopback port: `refused`), and a removed target's counts go with its
+    /// prober, so the target added back starts from zero.
+    #[test]
+    fn probe_errors_are_counted_per_target_and_forgotten_with_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = closed.local_addr().unwrap().port();
+            drop(closed);
+            let both =
+                crate::fleet::tests::fleet(&[("a", "127.0.0.1", port), ("b", "127.0.0.1", port)]);
+            let metrics = Arc::new(Metrics::new());
+            let shutdown = CancellationToken::new();
+            let mut p =
+                Probers::start(&both, metrics.clone(), Default::default(), shutdown.clone());
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while errors(&metrics, &both, "a").unwrap_or(0) == 0 {
+                assert!(Instant::now() < deadline, "no refused error counted for a");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let only_b = crate::fleet::tests::fleet(&[("b", "127.0.0.1", port)]);
+            p.apply(&only_b);
+            p.apply(&both);
+            // Added back: a new target, its count from zero (its prober has not run
+            // yet: nothing was awaited since).
+            assert_eq!(errors(&metrics, &both, "a"), Some(0));
+            shutdown.cancel();
+            tokio::time::timeout(Duration::from_secs(10), p.join())
+                .await
+                .expect("the probers stop");
+        });
     }
 }

@@ -1,26 +1,33 @@
 //! Prometheus text format 0.0.4, written by hand for our few series.
 //!
 //! Invariants: names start with `mysqlchk_`, counters end in `_total`, base units
-//! (seconds), label values from fixed sets only (endpoints, statuses, reasons, roles),
-//! so a scanner hitting random paths cannot grow the exposition. `text` writes the
-//! format, `discovery` holds what discovery reports.
+//! (seconds), label values from fixed sets only (endpoints, statuses, reasons, roles)
+//! and the fleet's target names, so a scanner hitting random paths cannot grow the
+//! exposition; per-target series exist only for the targets in the fleet now (a target
+//! removed or forgotten leaves no series behind), and a target's role series say what
+//! the responders answer for it (`Target::verdict`: a gone target is down). `text`
+//! writes the format, `discovery` holds what discovery reports, `prober` is what a
+//! prober counts into.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::Check;
 use crate::facts::Reason;
+use crate::fleet::{Fleet, Target};
 use crate::role::Role;
-use crate::snapshot::Published;
-use crate::verdict::{evaluate_with, Overrides, State};
+use crate::verdict::State;
 
 mod discovery;
+mod prober;
 mod text;
 
 pub(crate) use discovery::DiscoveryStats;
 #[cfg(test)]
 pub(crate) use discovery::DISCOVERY_CHANGES;
+use prober::ProbeErrors;
+pub use prober::ProberMetrics;
 use text::{facts_series, label, labels, Families};
 
 /// The HTTP paths, as metric label values (a fixed set: unknown paths are `other`);
@@ -48,7 +55,10 @@ pub struct Metrics {
     /// `[endpoint][status]`; an unlisted status counts under the last slot ("other").
     requests: Vec<Vec<AtomicU64>>,
     refused_peers: AtomicU64,
-    probe_errors: Vec<AtomicU64>,
+    /// The process's (a single server's).
+    probe_errors: ProbeErrors,
+    /// Fleet mode: by target, registered and forgotten with its prober (`prober`).
+    target_errors: std::sync::Mutex<BTreeMap<String, Arc<ProbeErrors>>>,
     /// Cumulative counts per bucket (index = bucket; last = +Inf).
     round_buckets: Vec<AtomicU64>,
     round_sum_us: AtomicU64,
@@ -80,7 +90,8 @@ impl Metrics {
                 .map(|_| (0..=STATUSES.len()).map(|_| AtomicU64::new(0)).collect())
                 .collect(),
             refused_peers: AtomicU64::new(0),
-            probe_errors: Reason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            probe_errors: ProbeErrors::default(),
+            target_errors: Default::default(),
             round_buckets: (0..=ROUND_BUCKETS.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -117,7 +128,27 @@ impl Metrics {
         }
     }
 
-    /// Forget the per-target counts of targets no longer in the fleet.
+    /// The handle a prober counts into: for `target` (fleet mode), fresh probe-error
+    /// counters of its own, exported with its name until [`Metrics::forget_target`];
+    /// for `None` (a single server), the process's.
+    pub fn prober(self: &Arc<Self>, target: Option<&str>) -> ProberMetrics {
+        let errors = target.map(|name| {
+            let e = Arc::new(ProbeErrors::default());
+            lock(&self.target_errors).insert(name.to_string(), e.clone());
+            e
+        });
+        ProberMetrics::new(self.clone(), errors)
+    }
+
+    /// `name`'s prober stopped (the target was removed or forgotten): its probe-error
+    /// counts go with it. Not in [`Metrics::retain_targets`]: the probers register a
+    /// new target before the fleet that holds it is published, and a pass over the
+    /// older fleet must not drop it.
+    pub(crate) fn forget_target(&self, name: &str) {
+        lock(&self.target_errors).remove(name);
+    }
+
+    /// Forget the per-target transition counts of targets no longer in the fleet.
     pub(crate) fn retain_targets(&self, keep: impl Fn(&str) -> bool) {
         lock(&self.target_transitions).retain(|name, _| keep(name));
     }
@@ -165,18 +196,16 @@ impl Metrics {
     }
 
     pub fn probe_error(&self, reason: Reason) {
-        if let Some(i) = Reason::ALL.iter().position(|&r| r == reason) {
-            self.probe_errors[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.probe_errors.add(reason);
     }
 
-    /// The exposition of `targets` (name, settings, snapshot cell). Per-target series
-    /// carry `target="<name>"` when a name is given (fleet mode) and no such label
-    /// otherwise, so a single-server agent's exposition is as it always was; counters
-    /// (requests, refusals, probe errors, round durations) are the process's.
+    /// The exposition of `fleet`'s targets. Per-target series (and the probe-error and
+    /// transition counters) carry `target="<name>"` in fleet mode and no such label
+    /// otherwise, so a single-server agent's exposition is as it always was; the other
+    /// counters (requests, refusals, round durations) are the process's.
     /// `push`: `[[haproxy]]` is configured (its series are added only then, so a plain
     /// setup's exposition does not grow).
-    pub(crate) fn render(&self, targets: &[MetricTarget<'_>], push: bool, now: Instant) -> String {
+    pub(crate) fn render(&self, fleet: &Fleet, push: bool, now: Instant) -> String {
         let mut o = Families::default();
         o.add(
             "mysqlchk_build_info",
@@ -187,17 +216,19 @@ impl Metrics {
                 env!("CARGO_PKG_VERSION")
             ),
         );
-        for (i, &(name, check, published, overrides)) in targets.iter().enumerate() {
-            let tl = name
-                .map(|n| format!("target=\"{}\"", label(n)))
-                .unwrap_or_default();
-            self.target_series(
-                &mut o,
-                &tl,
-                (name, check, published, overrides),
-                now,
-                i == 0,
-            );
+        let named: Vec<&str> = fleet
+            .targets()
+            .iter()
+            .filter(|_| fleet.is_named())
+            .map(|t| t.name.as_str())
+            .collect();
+        for (i, t) in fleet.targets().iter().enumerate() {
+            let tl = if fleet.is_named() {
+                format!("target=\"{}\"", label(&t.name))
+            } else {
+                String::new()
+            };
+            self.target_series(&mut o, &tl, t, now, i == 0);
         }
         o.add(
             "mysqlchk_probe_errors_total",
@@ -205,18 +236,36 @@ impl Metrics {
             "Probe errors by reason: failed rounds, failed optional steps, check-query error replies.",
             String::new(),
         );
-        for (i, r) in Reason::ALL.iter().enumerate() {
-            o.add(
-                "mysqlchk_probe_errors_total",
-                "",
-                "",
-                format!(
-                    "mysqlchk_probe_errors_total{{reason=\"{}\"}} {}",
-                    r.as_str(),
-                    self.probe_errors[i].load(Ordering::Relaxed)
-                ),
-            );
+        // Per target in fleet mode (every reason, zeros too, as for transitions: a
+        // rate needs the series before the first error); the process's otherwise.
+        let errors = lock(&self.target_errors);
+        let zero = ProbeErrors::default();
+        let sets: Vec<(String, &ProbeErrors)> = if named.is_empty() {
+            vec![(String::new(), &self.probe_errors)]
+        } else {
+            named
+                .iter()
+                .map(|&n| {
+                    let e = errors.get(n).map_or(&zero, |e| &**e);
+                    (format!("target=\"{}\"", label(n)), e)
+                })
+                .collect()
+        };
+        for (tl, e) in sets {
+            for (i, r) in Reason::ALL.iter().enumerate() {
+                o.add(
+                    "mysqlchk_probe_errors_total",
+                    "",
+                    "",
+                    format!(
+                        "mysqlchk_probe_errors_total{} {}",
+                        labels(&tl, &format!("reason=\"{}\"", r.as_str())),
+                        e.get(i)
+                    ),
+                );
+            }
         }
+        drop(errors);
         // Per target in fleet mode (counted on the verdicts the responders give, the
         // fleet-wide rules included); a single server's, without a `target` label, as
         // it always was.
@@ -226,7 +275,6 @@ impl Metrics {
             "Verdict changes seen by the checker, by role and the state changed to.",
             String::new(),
         );
-        let named: Vec<&str> = targets.iter().filter_map(|t| t.0).collect();
         if !named.is_empty() {
             let counts = lock(&self.target_transitions);
             for &name in &named {
@@ -308,15 +356,8 @@ impl Metrics {
 
     /// One target's series (`tl` is its `target="..."` label, or empty); the process's
     /// round histogram goes where it always stood, with the first target.
-    fn target_series(
-        &self,
-        o: &mut Families,
-        tl: &str,
-        (_, check, published, overrides): MetricTarget<'_>,
-        now: Instant,
-        first: bool,
-    ) {
-        let snap = published.latest();
+    fn target_series(&self, o: &mut Families, tl: &str, t: &Target, now: Instant, first: bool) {
+        let snap = t.published.latest();
         o.add(
             "mysqlchk_role_up",
             "gauge",
@@ -330,7 +371,9 @@ impl Metrics {
             String::new(),
         );
         for &r in Role::ALL {
-            let v = evaluate_with(snap.as_deref(), now, check, r, None, overrides);
+            // What the responders answer (a gone target is down whatever its server
+            // says), so a dashboard never shows up what HAProxy is told is down.
+            let v = t.verdict(now, r, None);
             o.add(
                 "mysqlchk_role_up",
                 "",
@@ -429,10 +472,6 @@ impl Metrics {
     }
 }
 
-/// One target as the exposition sees it: its name (fleet mode only), settings and
-/// snapshot cell.
-pub(crate) type MetricTarget<'a> = (Option<&'a str>, &'a Check, &'a Published, &'a Overrides);
-
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A counter map stays usable after a panic elsewhere held the lock.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -443,7 +482,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::facts::{Channel, Facts, OptionalFact};
-    use crate::snapshot::Snapshot;
+    use crate::snapshot::{Published, Snapshot};
     use std::time::{Duration, SystemTime};
 
     fn config() -> Config {
@@ -452,21 +491,53 @@ mod tests {
             .config
     }
 
+    fn healthy() -> Snapshot {
+        Snapshot {
+            seq: 1,
+            taken: Instant::now(),
+            wall: SystemTime::now(),
+            duration: Duration::from_millis(2),
+            outcome: Ok(Facts::from_variables(
+                [("read_only", "OFF"), ("max_connections", "151")]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            )),
+            maintenance: None,
+            policy: Default::default(),
+        }
+    }
+
+    /// A named fleet of `(name, gone)`, each target with a healthy snapshot.
+    fn named(targets: &[(&str, bool)]) -> Fleet {
+        let cfg = Arc::new(config());
+        Fleet::named(
+            targets
+                .iter()
+                .map(|&(name, gone)| {
+                    let mut t = Target::new(name, cfg.clone());
+                    t.gone = gone;
+                    t.published.publish(healthy());
+                    Arc::new(t)
+                })
+                .collect(),
+        )
+    }
+
     #[test]
     fn exposition_is_well_formed() {
-        let m = Metrics::new();
+        let m = Arc::new(Metrics::new());
         m.request("primary", 200);
         m.request("other", 999);
         m.round(Duration::from_millis(3));
         m.round(Duration::from_secs(9));
-        m.probe_error(Reason::Timeout);
+        // A single server's prober counts into the process's counters.
+        m.prober(None).probe_error(Reason::Timeout);
         m.transition(Role::Replica, State::Down);
-        let published = Published::new();
-        let mut f = Facts::from_variables(
-            [("read_only", "OFF"), ("max_connections", "151")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
+        let published = Arc::new(Published::new());
+        let mut snap = healthy();
+        let Ok(f) = &mut snap.outcome else {
+            unreachable!()
+        };
         f.channels = OptionalFact::Known(vec![Channel {
             name: "a\"b\\c\nd".into(),
             io_state: "Yes".into(),
@@ -476,21 +547,13 @@ mod tests {
             last_sql_errno: 0,
             source: String::new(),
         }]);
-        published.publish(Snapshot {
-            seq: 1,
-            taken: Instant::now(),
-            wall: SystemTime::now(),
-            duration: Duration::from_millis(2),
-            outcome: Ok(f),
-            maintenance: None,
-            policy: Default::default(),
-        });
-        let cfg = config();
-        let text = m.render(
-            &[(None, &cfg.check, &published, &Overrides::default())],
-            false,
-            Instant::now(),
-        );
+        published.publish(snap);
+        let fleet = Fleet::single(Arc::new(Target::configured(
+            "",
+            Arc::new(config()),
+            published,
+        )));
+        let text = m.render(&fleet, false, Instant::now());
         // Every family declared once, samples right after their own header.
         let mut seen = std::collections::HashSet::new();
         let mut current = String::new();
@@ -513,32 +576,40 @@ mod tests {
         assert!(text.contains("mysqlchk_round_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("mysqlchk_round_duration_seconds_bucket{le=\"+Inf\"} 2"));
         assert!(text.contains("mysqlchk_probe_errors_total{reason=\"timeout\"} 1"));
+        assert_eq!(
+            text.matches("mysqlchk_probe_errors_total{").count(),
+            Reason::ALL.len()
+        );
         assert!(text.contains("mysqlchk_replication_lag_seconds{channel=\"a\\\"b\\\\c\\nd\"} NaN"));
         assert!(text.contains("mysqlchk_mysql_max_connections 151"));
+        assert!(text.contains("mysqlchk_role_up{role=\"health\"} 1"));
+        assert!(!text.contains("target="), "{text}");
         // A fixed label set: every role and state, changed or not.
         assert!(text.contains("mysqlchk_transitions_total{role=\"replica\",to=\"down\"} 1"));
         assert!(text.contains("mysqlchk_transitions_total{role=\"health\",to=\"up\"} 0"));
         assert_eq!(text.matches("mysqlchk_transitions_total{").count(), 16);
     }
 
-    /// Fleet mode: transitions per target (the fleet-wide pass counts them), none
-    /// without the label; a target gone from the fleet is forgotten.
+    /// Fleet mode: transitions and probe errors per target (none without the label);
+    /// a target gone from the fleet is forgotten.
     #[test]
-    fn fleet_transitions_carry_the_target() {
-        let m = Metrics::new();
+    fn fleet_counters_carry_the_target() {
+        let m = Arc::new(Metrics::new());
         m.transition(Role::Replica, State::Down);
         m.target_transition("db1", Role::Replica, State::Down);
         m.target_transition("db1", Role::Replica, State::Down);
         m.target_transition("gone", Role::Health, State::Up);
         m.retain_targets(|n| n != "gone");
-        let (p1, p2) = (Published::new(), Published::new());
-        let cfg = config();
-        let o = Overrides::default();
+        let db1 = m.prober(Some("db1"));
+        db1.probe_error(Reason::Timeout);
+        db1.clone().probe_error(Reason::Timeout);
+        let _db2 = m.prober(Some("db2"));
+        let gone = m.prober(Some("gone"));
+        m.forget_target("gone");
+        // A stopped prober's last count reaches no series.
+        gone.probe_error(Reason::Refused);
         let text = m.render(
-            &[
-                (Some("db1"), &cfg.check, &p1, &o),
-                (Some("db2"), &cfg.check, &p2, &o),
-            ],
+            &named(&[("db1", false), ("db2", false)]),
             false,
             Instant::now(),
         );
@@ -549,5 +620,78 @@ mod tests {
         assert_eq!(text.matches("mysqlchk_transitions_total{").count(), 32);
         assert!(!text.contains("mysqlchk_transitions_total{role="));
         assert!(lock(&m.target_transitions).get("gone").is_none());
+        assert!(text.contains("mysqlchk_probe_errors_total{target=\"db1\",reason=\"timeout\"} 2"));
+        assert!(text.contains("mysqlchk_probe_errors_total{target=\"db2\",reason=\"timeout\"} 0"));
+        assert_eq!(
+            text.matches("mysqlchk_probe_errors_total{").count(),
+            2 * Reason::ALL.len()
+        );
+        assert!(!text.contains("mysqlchk_probe_errors_total{reason="));
+        assert!(!text.contains("target=\"gone\""), "{text}");
+        assert!(lock(&m.target_errors).get("gone").is_none());
+        // The fleet's errors are not the process's (no double count on a switch back
+        // to a single server).
+        assert_eq!(m.probe_errors.get(0) + m.probe_errors.get(1), 0);
+    }
+
+    /// A discovered target gone from the topology answers down `not in topology`:
+    /// its role series say so, whatever its (healthy) server says.
+    #[test]
+    fn a_gone_target_is_down_in_its_role_series() {
+        let m = Arc::new(Metrics::new());
+        let text = m.render(
+            &named(&[("here", false), ("gone", true)]),
+            false,
+            Instant::now(),
+        );
+        for role in Role::ALL {
+            let r = role.name();
+            assert!(
+                text.contains(&format!(
+                    "mysqlchk_role_up{{target=\"gone\",role=\"{r}\"}} 0"
+                )),
+                "{text}"
+            );
+            assert!(text.contains(&format!(
+                "mysqlchk_role_state{{target=\"gone\",role=\"{r}\",state=\"down\"}} 1"
+            )));
+            assert!(text.contains(&format!(
+                "mysqlchk_role_state{{target=\"gone\",role=\"{r}\",state=\"up\"}} 0"
+            )));
+        }
+        assert!(text.contains("mysqlchk_role_up{target=\"here\",role=\"health\"} 1"));
+    }
+
+    /// A target removed from the fleet (a reload, or forgotten by discovery) leaves no
+    /// series behind, also after it had counted transitions and probe errors.
+    #[test]
+    fn a_removed_target_leaves_no_series() {
+        let m = Arc::new(Metrics::new());
+        let p = m.prober(Some("old"));
+        p.probe_error(Reason::Refused);
+        m.target_transition("old", Role::Health, State::Down);
+        let before = m.render(
+            &named(&[("old", false), ("kept", false)]),
+            false,
+            Instant::now(),
+        );
+        assert!(before.contains("mysqlchk_probe_errors_total{target=\"old\",reason=\"refused\"} 1"));
+        // What the probers and the fleet-wide pass do when it leaves the fleet.
+        let after_fleet = named(&[("kept", false)]);
+        m.forget_target("old");
+        m.retain_targets(|n| after_fleet.get(n).is_some());
+        let after = m.render(&after_fleet, false, Instant::now());
+        assert!(!after.contains("target=\"old\""), "{after}");
+        assert!(after.contains("mysqlchk_role_up{target=\"kept\",role=\"health\"} 1"));
+        // Back under the same name: a new target, counting from zero.
+        m.prober(Some("old"));
+        let again = m.render(
+            &named(&[("old", false), ("kept", false)]),
+            false,
+            Instant::now(),
+        );
+        assert!(again.contains("mysqlchk_probe_errors_total{target=\"old\",reason=\"refused\"} 0"));
+        assert!(again
+            .contains("mysqlchk_transitions_total{target=\"old\",role=\"health\",to=\"down\"} 0"));
     }
 }

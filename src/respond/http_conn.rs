@@ -81,23 +81,9 @@ fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, b
             let fleet = responder.fleet.load();
             let now = Instant::now();
             let metrics = || {
-                let overrides: Vec<_> = fleet
-                    .targets()
-                    .iter()
-                    .map(|t| t.overrides.load_full())
-                    .collect();
-                let targets: Vec<_> = fleet
-                    .targets()
-                    .iter()
-                    .zip(&overrides)
-                    .map(|(t, o)| {
-                        let name = fleet.is_named().then_some(t.name.as_str());
-                        (name, &t.config.check, &*t.published, &**o)
-                    })
-                    .collect();
                 let mut text = responder
                     .metrics
-                    .render(&targets, !cfg.haproxy.is_empty(), now);
+                    .render(&fleet, !cfg.haproxy.is_empty(), now);
                 if !cfg.discover.is_empty() {
                     responder.metrics.discovery.render(&mut text);
                 }
