@@ -194,6 +194,7 @@ impl Probe {
         };
         let server_major = conn.server_version().0;
         self.conn = Some(conn);
+        self.connected_at = tokio::time::Instant::now();
         // An error reply to a SET is a fact about the server (an old version, no
         // Galera), not fatal: the connection is kept. A timeout or an I/O error has
         // discarded it (a reply left unread would be read by the next statement as its

@@ -37,6 +37,9 @@ use sql::{
 /// leaves after an `interval`, less a fifth for the bounded disconnect and publishing,
 /// so a round that uses it all still publishes before the last snapshot goes stale.
 /// Never less than one step's `check.timeout`.
+/// How long a connection that lacks a privilege is kept before a new one is tried.
+pub(crate) const PRIVILEGE_RECONNECT: Duration = Duration::from_secs(10);
+
 pub fn round_budget(check: &Check) -> Duration {
     let room = check.stale_after.saturating_sub(check.interval);
     (room - room / 5).max(check.timeout)
@@ -91,6 +94,8 @@ pub struct Probe {
     expired: Option<Step>,
     query: String,
     conn: Option<Conn>,
+    /// When `conn` was opened.
+    connected_at: tokio::time::Instant,
     /// The server said it has no TLS (`preferred` mode): connect in clear without
     /// trying again until the connection is lost.
     server_lacks_tls: bool,
@@ -109,6 +114,7 @@ impl Probe {
             expired: None,
             query: check.query.clone(),
             conn: None,
+            connected_at: tokio::time::Instant::now(),
             server_lacks_tls: false,
             repl_sql: None,
             max_applier_queue: check.gr_max_applier_queue,
@@ -147,6 +153,18 @@ impl Probe {
         self.deadline = tokio::time::Instant::now() + self.budget;
         self.expired = None;
         let facts = self.steps().await?;
+        // Global privileges are fixed when a session logs in: a GRANT of the missing
+        // one (`SLAVE MONITOR`, ...) reaches only new connections. So a connection that
+        // lacked one is replaced, at most once per PRIVILEGE_RECONNECT, so that the
+        // grant is seen without a restart and a privilege never granted costs one
+        // connect per PRIVILEGE_RECONNECT, not one per round.
+        if facts.errors().contains(&Reason::Privilege)
+            && self.connected_at.elapsed() >= PRIVILEGE_RECONNECT
+        {
+            if let Some(conn) = self.conn.take() {
+                tokio::spawn(discard(conn));
+            }
+        }
         // An optional step cut short by the round's deadline fails the round: the
         // deadline is about the whole snapshot, not one missing fact.
         match self.expired.take() {
