@@ -6,6 +6,7 @@
 #   bash scripts/demo.sh          start it (installs packages if missing, builds)
 #   bash scripts/demo.sh fleet    the same servers, but ONE fleet mysqlchk beside HAProxy
 #                                 watches both (nothing of ours beside the MariaDB servers)
+#                                 and pushes its verdicts through HAProxy's runtime socket
 #   bash scripts/demo.sh stop     stop it and remove its files
 #
 # Everything lives in $MYSQLCHK_DEMO_DIR (default /tmp/mysqlchk-demo).
@@ -147,10 +148,42 @@ port = $P_SQL
 name = "$R_NAME"
 host = "127.0.0.1"
 port = $R_SQL
+
 EOT
+    # The [[haproxy]] table that haproxy-config --push printed (commented) under the
+    # HAProxy sections, pasted as its comment says: verdict changes reach HAProxy at once.
+    sed -n '/^# \[\[haproxy\]\]/,$s/^# //p' "$DIR/haproxy.cfg" >>"$DIR/fleet.toml"
     "$BIN" serve -c "$DIR/fleet.toml" >"$DIR/mysqlchk-fleet.log" 2>&1 &
     echo $! >"$DIR/mysqlchk-fleet.pid"
 }
+# The HAProxy configuration the product generates (written before any checker starts:
+# the fleet checker takes its [[haproxy]] table from it).
+generate_haproxy_cfg() {
+    echo 1 >"$DIR/server-state"
+    {
+        cat <<EOT
+global
+    log stdout format raw local0
+
+EOT
+        # The configuration the product generates, with each server's own mysqlchk ports.
+        if [ $FLEET = 1 ]; then
+            # Every check goes to the one fleet checker, which tells the servers apart by
+            # HAProxy's send-state header (HTTP) and by the agent-send word (agent).
+            "$BIN" haproxy-config --bind 127.0.0.1 --write-port $W_PORT --read-port $R_PORT \
+                --servers "$P_NAME=127.0.0.1:$P_SQL,$R_NAME=127.0.0.1:$R_SQL" \
+                --fleet 127.0.0.1:$F_CHK --fleet-agent 127.0.0.1:$F_AGENT \
+                --read-fallback --max-lag 30s --stats 127.0.0.1:$STATS --state-file "$DIR/server-state" \
+                --stats-socket "$DIR/haproxy.sock" --push
+        else
+            "$BIN" haproxy-config --bind 127.0.0.1 --write-port $W_PORT --read-port $R_PORT \
+                --servers "primary=127.0.0.1:$P_SQL@$P_CHK/$P_AGENT,replica=127.0.0.1:$R_SQL@$R_CHK/$R_AGENT" \
+                --read-fallback --max-lag 30s --stats 127.0.0.1:$STATS --state-file "$DIR/server-state" \
+                --stats-socket "$DIR/haproxy.sock"
+        fi
+    } >"$DIR/haproxy.cfg"
+}
+generate_haproxy_cfg
 if [ $FLEET = 1 ]; then
     echo "== starting one fleet mysqlchk for both servers (:$F_CHK, agent :$F_AGENT)"
     start_fleet
@@ -160,29 +193,6 @@ else
 fi
 
 echo "== starting HAProxy (write :$W_PORT, read :$R_PORT, stats :$STATS)"
-echo 1 >"$DIR/server-state"
-{
-    cat <<EOT
-global
-    log stdout format raw local0
-
-EOT
-    # The configuration the product generates, with each server's own mysqlchk ports.
-    if [ $FLEET = 1 ]; then
-        # Every check goes to the one fleet checker, which tells the servers apart by
-        # HAProxy's send-state header (HTTP) and by the agent-send word (agent).
-        "$BIN" haproxy-config --bind 127.0.0.1 --write-port $W_PORT --read-port $R_PORT \
-            --servers "$P_NAME=127.0.0.1:$P_SQL,$R_NAME=127.0.0.1:$R_SQL" \
-            --fleet 127.0.0.1:$F_CHK --fleet-agent 127.0.0.1:$F_AGENT \
-            --read-fallback --max-lag 30s --stats 127.0.0.1:$STATS --state-file "$DIR/server-state" \
-            --stats-socket "$DIR/haproxy.sock"
-    else
-        "$BIN" haproxy-config --bind 127.0.0.1 --write-port $W_PORT --read-port $R_PORT \
-            --servers "primary=127.0.0.1:$P_SQL@$P_CHK/$P_AGENT,replica=127.0.0.1:$R_SQL@$R_CHK/$R_AGENT" \
-            --read-fallback --max-lag 30s --stats 127.0.0.1:$STATS --state-file "$DIR/server-state" \
-            --stats-socket "$DIR/haproxy.sock"
-    fi
-} >"$DIR/haproxy.cfg"
 haproxy -dW -c -f "$DIR/haproxy.cfg" >/dev/null
 haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
 echo $! >"$DIR/haproxy.pid"
@@ -233,6 +243,8 @@ Try:
   $BIN maintenance on --target $R_NAME --reason test -c $DIR/fleet.toml   # drain the replica
   $BIN check replica --target $R_NAME -c $DIR/fleet.toml
   mariadb -h127.0.0.1 -P$R_SQL -uroot -e 'STOP SLAVE SQL_THREAD'  # replica goes DOWN
+  (the fleet checker pushes each change through $DIR/haproxy.sock at once:
+   grep push: $DIR/mysqlchk-fleet.log)
 Stop it:
   bash scripts/demo.sh stop
 EOT

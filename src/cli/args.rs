@@ -106,8 +106,8 @@ pub struct HaproxyArgs {
     #[arg(long, value_name = "ADDR:PORT", requires = "fleet")]
     pub fleet_agent: Option<String>,
     /// Also print, commented out, the [[haproxy]] table for mysqlchk.toml that pushes
-    /// verdicts to this HAProxy's admin socket
-    #[arg(long, conflicts_with = "fleet")]
+    /// verdicts to this HAProxy's admin socket (each server's, or the fleet checker's)
+    #[arg(long)]
     pub push: bool,
 }
 
