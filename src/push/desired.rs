@@ -80,8 +80,9 @@ impl Holds {
     /// Take in every target's verdicts seen at `now`; targets no longer on the board
     /// are forgotten.
     pub fn observe(&mut self, board: &Board, now: Instant) {
-        self.up_since
-            .retain(|name, _| board.targets.iter().any(|t| &t.name == name));
+        let on_board: std::collections::HashSet<&str> =
+            board.targets.iter().map(|t| t.name.as_str()).collect();
+        self.up_since.retain(|name, _| on_board.contains(name.as_str()));
         for t in &board.targets {
             let since = match self.up_since.get_mut(&t.name) {
                 Some(s) => s,
