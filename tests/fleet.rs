@@ -394,6 +394,15 @@ fn sighup_adds_and_removes_targets_without_resetting_the_others() {
     let metrics = || http_get(p, "/metrics").1;
     let db2_series = |m: &str| m.lines().filter(|l| l.contains("target=\"db2\"")).count();
     assert!(db2_series(&metrics()) > 0, "{}", metrics());
+    // Each target counts its own rounds (the probe-error alert's denominator).
+    let rounds = |m: &str, name: &str| -> Option<u64> {
+        let prefix = format!("mysqlchk_target_rounds_total{{target=\"{name}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
+    };
+    let rounds_before = rounds(&metrics(), "db1").unwrap_or(0);
+    assert!(rounds_before > 0, "{}", metrics());
 
     // Remove db2, add standalone, change db1's lag bound (its prober keeps running).
     let text = std::fs::read_to_string(d.config_path()).unwrap();
@@ -424,6 +433,9 @@ fn sighup_adds_and_removes_targets_without_resetting_the_others() {
         m.contains("mysqlchk_probe_errors_total{target=\"standalone\",reason=\"refused\"} 0"),
         "{m}"
     );
+    assert!(rounds(&m, "standalone").is_some(), "{m}");
+    // db1's prober kept running: its round count did not restart from zero.
+    assert!(rounds(&m, "db1").unwrap_or(0) >= rounds_before, "{m}");
     let after = seq_of("db1").unwrap();
     eprintln!("FIGURE db1 seq {before} before the reload, {after} after");
     assert!(

@@ -6,7 +6,8 @@
 //! dashboard, per-target panels answering for the fleet's targets and the single
 //! servers alike, and every series the daemons export is on some panel; Prometheus
 //! loads the rules and evaluates them: the probe-error and account alerts go pending
-//! where they should and nowhere else.
+//! where they should and nowhere else (the probe-error alert per target for the fleet
+//! checker: for its refused target, with its name, and none of its others).
 
 mod common;
 
@@ -715,9 +716,10 @@ fn a_real_prometheus_has_data_for_every_panel_and_runs_the_alert_rules() {
         rules.iter().all(|r| r["health"] == "ok")
     });
 
-    // Live: the probe-error alert is pending for the refused checker only, the
-    // account alert for the job whose every checker is refused by MySQL only, and
-    // nothing else is pending or firing.
+    // Live: the probe-error alert is pending for the refused checker and, judged per
+    // target, for the fleet's refused db3 (one target of three: its own rounds all
+    // fail), the account alert for the job whose every checker is refused by MySQL
+    // only, and nothing else is pending or firing.
     let port = |d: &Daemon| format!("127.0.0.1:{}", d.http_port());
     let alerts = |name: &str| -> Vec<BTreeMap<String, String>> {
         prom.query(&format!("ALERTS{{alertname=\"{name}\"}}"))
@@ -728,9 +730,15 @@ fn a_real_prometheus_has_data_for_every_panel_and_runs_the_alert_rules() {
     wait_until(DATA_DEADLINE, "the probe-error and account alerts", || {
         let probe = alerts("MysqlchkProbeErrors");
         let account = alerts("MysqlchkAccountRefusedEverywhere");
-        probe
-            .iter()
-            .any(|a| label(a, "instance") == port(&refused) && label(a, "reason") == "refused")
+        let pending = |instance: String, target: &str| {
+            probe.iter().any(|a| {
+                label(a, "instance") == instance
+                    && label(a, "target") == target
+                    && label(a, "reason") == "refused"
+            })
+        };
+        pending(port(&refused), "")
+            && pending(port(&fleet), "db3")
             && account.iter().any(|a| label(a, "job") == "mysqlchk-auth")
     });
     let probe = alerts("MysqlchkProbeErrors");
@@ -738,6 +746,17 @@ fn a_real_prometheus_has_data_for_every_panel_and_runs_the_alert_rules() {
         probe.iter().all(|a| label(a, "instance") != port(&healthy)),
         "{probe:?}"
     );
+    // The fleet checker's alerts name their target and only the refused one goes
+    // pending: not its healthy db1 and db2, and no fleet-wide alert without a target
+    // (the single-server form must not take a fleet's errors); a single-server
+    // checker's alerts carry no target label.
+    for a in &probe {
+        if label(a, "instance") == port(&fleet) {
+            assert_eq!(label(a, "target"), "db3", "{probe:?}");
+        } else {
+            assert!(!a.contains_key("target"), "{probe:?}");
+        }
+    }
     let account = alerts("MysqlchkAccountRefusedEverywhere");
     assert!(
         account.iter().all(|a| label(a, "job") == "mysqlchk-auth"),

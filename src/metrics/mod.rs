@@ -26,8 +26,8 @@ mod text;
 pub(crate) use discovery::DiscoveryStats;
 #[cfg(test)]
 pub(crate) use discovery::DISCOVERY_CHANGES;
-use prober::ProbeErrors;
 pub use prober::ProberMetrics;
+use prober::{ProbeErrors, TargetCounters};
 use text::{facts_series, label, labels, Families};
 
 /// The HTTP paths, as metric label values (a fixed set: unknown paths are `other`);
@@ -57,8 +57,9 @@ pub struct Metrics {
     refused_peers: AtomicU64,
     /// The process's (a single server's).
     probe_errors: ProbeErrors,
-    /// Fleet mode: by target, registered and forgotten with its prober (`prober`).
-    target_errors: std::sync::Mutex<BTreeMap<String, Arc<ProbeErrors>>>,
+    /// Fleet mode: probe errors and rounds by target, registered and forgotten with its
+    /// prober (`prober`).
+    target_counters: std::sync::Mutex<BTreeMap<String, Arc<TargetCounters>>>,
     /// Cumulative counts per bucket (index = bucket; last = +Inf).
     round_buckets: Vec<AtomicU64>,
     round_sum_us: AtomicU64,
@@ -91,7 +92,7 @@ impl Metrics {
                 .collect(),
             refused_peers: AtomicU64::new(0),
             probe_errors: ProbeErrors::default(),
-            target_errors: Default::default(),
+            target_counters: Default::default(),
             round_buckets: (0..=ROUND_BUCKETS.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -129,23 +130,23 @@ impl Metrics {
     }
 
     /// The handle a prober counts into: for `target` (fleet mode), fresh probe-error
-    /// counters of its own, exported with its name until [`Metrics::forget_target`];
-    /// for `None` (a single server), the process's.
+    /// and round counters of its own, exported with its name until
+    /// [`Metrics::forget_target`]; for `None` (a single server), the process's.
     pub fn prober(self: &Arc<Self>, target: Option<&str>) -> ProberMetrics {
-        let errors = target.map(|name| {
-            let e = Arc::new(ProbeErrors::default());
-            lock(&self.target_errors).insert(name.to_string(), e.clone());
-            e
+        let counters = target.map(|name| {
+            let c = Arc::new(TargetCounters::default());
+            lock(&self.target_counters).insert(name.to_string(), c.clone());
+            c
         });
-        ProberMetrics::new(self.clone(), errors)
+        ProberMetrics::new(self.clone(), counters)
     }
 
     /// `name`'s prober stopped (the target was removed or forgotten): its probe-error
-    /// counts go with it. Not in [`Metrics::retain_targets`]: the probers register a
-    /// new target before the fleet that holds it is published, and a pass over the
-    /// older fleet must not drop it.
+    /// and round counts go with it. Not in [`Metrics::retain_targets`]: the probers
+    /// register a new target before the fleet that holds it is published, and a pass
+    /// over the older fleet must not drop it.
     pub(crate) fn forget_target(&self, name: &str) {
-        lock(&self.target_errors).remove(name);
+        lock(&self.target_counters).remove(name);
     }
 
     /// Forget the per-target transition counts of targets no longer in the fleet.
@@ -238,17 +239,15 @@ impl Metrics {
         );
         // Per target in fleet mode (every reason, zeros too, as for transitions: a
         // rate needs the series before the first error); the process's otherwise.
-        let errors = lock(&self.target_errors);
-        let zero = ProbeErrors::default();
+        let counters = lock(&self.target_counters);
+        let zero = TargetCounters::default();
+        let of = |n: &str| counters.get(n).map_or(&zero, |c| &**c);
         let sets: Vec<(String, &ProbeErrors)> = if named.is_empty() {
             vec![(String::new(), &self.probe_errors)]
         } else {
             named
                 .iter()
-                .map(|&n| {
-                    let e = errors.get(n).map_or(&zero, |e| &**e);
-                    (format!("target=\"{}\"", label(n)), e)
-                })
+                .map(|&n| (format!("target=\"{}\"", label(n)), &of(n).errors))
                 .collect()
         };
         for (tl, e) in sets {
@@ -265,7 +264,30 @@ impl Metrics {
                 );
             }
         }
-        drop(errors);
+        // Fleet mode only: each target's rounds, the denominator of its error share
+        // (a single server's is the round histogram's count, so no family without
+        // targets). Zero before its first round, as for the errors.
+        if !named.is_empty() {
+            o.add(
+                "mysqlchk_target_rounds_total",
+                "counter",
+                "Probe rounds completed, per target (fleet mode).",
+                String::new(),
+            );
+        }
+        for &n in &named {
+            o.add(
+                "mysqlchk_target_rounds_total",
+                "",
+                "",
+                format!(
+                    "mysqlchk_target_rounds_total{{target=\"{}\"}} {}",
+                    label(n),
+                    of(n).rounds()
+                ),
+            );
+        }
+        drop(counters);
         // Per target in fleet mode (counted on the verdicts the responders give, the
         // fleet-wide rules included); a single server's, without a `target` label, as
         // it always was.
@@ -584,14 +606,16 @@ mod tests {
         assert!(text.contains("mysqlchk_mysql_max_connections 151"));
         assert!(text.contains("mysqlchk_role_up{role=\"health\"} 1"));
         assert!(!text.contains("target="), "{text}");
+        // No per-target round counter without targets: the histogram's count is it.
+        assert!(!text.contains("mysqlchk_target_rounds_total"), "{text}");
         // A fixed label set: every role and state, changed or not.
         assert!(text.contains("mysqlchk_transitions_total{role=\"replica\",to=\"down\"} 1"));
         assert!(text.contains("mysqlchk_transitions_total{role=\"health\",to=\"up\"} 0"));
         assert_eq!(text.matches("mysqlchk_transitions_total{").count(), 16);
     }
 
-    /// Fleet mode: transitions and probe errors per target (none without the label);
-    /// a target gone from the fleet is forgotten.
+    /// Fleet mode: transitions, probe errors and rounds per target (none without the
+    /// label); a target gone from the fleet is forgotten.
     #[test]
     fn fleet_counters_carry_the_target() {
         let m = Arc::new(Metrics::new());
@@ -604,10 +628,15 @@ mod tests {
         db1.probe_error(Reason::Timeout);
         db1.clone().probe_error(Reason::Timeout);
         let _db2 = m.prober(Some("db2"));
+        for _ in 0..3 {
+            db1.round(Duration::from_millis(1));
+        }
         let gone = m.prober(Some("gone"));
+        gone.round(Duration::from_millis(1));
         m.forget_target("gone");
         // A stopped prober's last count reaches no series.
         gone.probe_error(Reason::Refused);
+        gone.round(Duration::from_millis(1));
         let text = m.render(
             &named(&[("db1", false), ("db2", false)]),
             false,
@@ -627,8 +656,19 @@ mod tests {
             2 * Reason::ALL.len()
         );
         assert!(!text.contains("mysqlchk_probe_errors_total{reason="));
+        // Rounds per target, zero before the first; every one is also in the
+        // process's histogram (the gone target's too).
+        assert!(text.contains("mysqlchk_target_rounds_total{target=\"db1\"} 3\n"));
+        assert!(text.contains("mysqlchk_target_rounds_total{target=\"db2\"} 0\n"));
+        assert_eq!(text.matches("mysqlchk_target_rounds_total{").count(), 2);
+        assert_eq!(
+            text.matches("# TYPE mysqlchk_target_rounds_total counter")
+                .count(),
+            1
+        );
+        assert!(text.contains("mysqlchk_round_duration_seconds_count 5\n"));
         assert!(!text.contains("target=\"gone\""), "{text}");
-        assert!(lock(&m.target_errors).get("gone").is_none());
+        assert!(lock(&m.target_counters).get("gone").is_none());
         // The fleet's errors are not the process's (no double count on a switch back
         // to a single server).
         assert_eq!(m.probe_errors.get(0) + m.probe_errors.get(1), 0);
@@ -669,6 +709,7 @@ mod tests {
         let m = Arc::new(Metrics::new());
         let p = m.prober(Some("old"));
         p.probe_error(Reason::Refused);
+        p.round(Duration::from_millis(1));
         m.target_transition("old", Role::Health, State::Down);
         let before = m.render(
             &named(&[("old", false), ("kept", false)]),
@@ -676,6 +717,7 @@ mod tests {
             Instant::now(),
         );
         assert!(before.contains("mysqlchk_probe_errors_total{target=\"old\",reason=\"refused\"} 1"));
+        assert!(before.contains("mysqlchk_target_rounds_total{target=\"old\"} 1\n"));
         // What the probers and the fleet-wide pass do when it leaves the fleet.
         let after_fleet = named(&[("kept", false)]);
         m.forget_target("old");
@@ -691,6 +733,7 @@ mod tests {
             Instant::now(),
         );
         assert!(again.contains("mysqlchk_probe_errors_total{target=\"old\",reason=\"refused\"} 0"));
+        assert!(again.contains("mysqlchk_target_rounds_total{target=\"old\"} 0\n"));
         assert!(again
             .contains("mysqlchk_transitions_total{target=\"old\",role=\"health\",to=\"down\"} 0"));
     }
