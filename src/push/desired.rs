@@ -82,7 +82,8 @@ impl Holds {
     pub fn observe(&mut self, board: &Board, now: Instant) {
         let on_board: std::collections::HashSet<&str> =
             board.targets.iter().map(|t| t.name.as_str()).collect();
-        self.up_since.retain(|name, _| on_board.contains(name.as_str()));
+        self.up_since
+            .retain(|name, _| on_board.contains(name.as_str()));
         for t in &board.targets {
             let since = match self.up_since.get_mut(&t.name) {
                 Some(s) => s,
