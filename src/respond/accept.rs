@@ -1,10 +1,19 @@
 //! Accept loops for the HTTP and agent ports: admission (allowlist, connection limits)
 //! and the hand-off of each admitted connection to its port's handler.
 //!
+//! Each listener gets one accept loop per runtime worker thread (1 on a current-thread
+//! runtime), so the synchronous fast path runs on every core, as nginx's workers do.
+//! The loops share one registration of the one descriptor: socket activation and the
+//! hand-over still see one socket per address, and the kernel keeps one queue.
+//!
 //! Invariants:
 //! - servers receive *bound* listeners and a cancellation token, never addresses (so
 //!   tests bind port 0 and socket activation is trivial);
-//! - the accept loop never gives up: on errors (EMFILE, ...) it backs off briefly and
+//! - a shutdown stops every loop of a listener; `accept_loop` returns only then, and the
+//!   listener is closed with the last of them;
+//! - a loop clears the shared readiness only when its own accept found the queue
+//!   empty, so no connection waits for an event that was consumed by another loop;
+//! - no accept loop gives up: on errors (EMFILE, ...) it backs off briefly and
 //!   goes on;
 //! - a peer outside `listen.allow`, or over a connection limit, is closed without a byte.
 
@@ -14,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -138,9 +148,22 @@ pub type FastPath = fn(&std::net::TcpStream, IpAddr, &Responder) -> FirstLook;
 /// the others or the checker.
 const ACCEPT_BUDGET: usize = 64;
 
-/// Accept forever (until `shutdown`): admit each peer (allowlist, limits), try
-/// `fast`, and otherwise run `slow` for it in its own task, holding its place in the
-/// limits until it ends.
+/// What every accept loop of one listener shares: one registration with the reactor
+/// (one descriptor: what socket activation and the hand-over pass on).
+struct Port<F> {
+    listener: AsyncFd<std::net::TcpListener>,
+    responder: Arc<Responder>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    fast: FastPath,
+    slow: F,
+}
+
+/// Accept forever (until `shutdown`) with one loop per runtime worker thread, so the
+/// fast path runs on every core as nginx's workers do: admit each peer (allowlist,
+/// limits), try `fast`, and otherwise run `slow` for it in its own task, holding its
+/// place in the limits until it ends. Returns once every loop has stopped (and the
+/// listener is closed).
 pub async fn accept_loop<F, Fut>(
     listener: std::net::TcpListener,
     responder: Arc<Responder>,
@@ -149,7 +172,7 @@ pub async fn accept_loop<F, Fut>(
     fast: FastPath,
     slow: F,
 ) where
-    F: Fn(TcpStream, IpAddr, Arc<Responder>, FirstLook) -> Fut,
+    F: Fn(TcpStream, IpAddr, Arc<Responder>, FirstLook) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let _ = listener.set_nonblocking(true);
@@ -160,6 +183,49 @@ pub async fn accept_loop<F, Fut>(
             return;
         }
     };
+    let port = Arc::new(Port {
+        listener,
+        responder,
+        shutdown,
+        tracker,
+        fast,
+        slow,
+    });
+    // The other loops are tasks of their own, so the scheduler spreads them over the
+    // workers; a JoinSet aborts them if this task is aborted.
+    let mut others = tokio::task::JoinSet::new();
+    for _ in 1..loops() {
+        others.spawn(serve(port.clone()));
+    }
+    serve(port).await;
+    while others.join_next().await.is_some() {}
+}
+
+/// How many accept loops a listener gets: one per worker thread of the runtime (1 on
+/// a current-thread runtime).
+fn loops() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_workers()
+        .max(1)
+}
+
+/// One accept loop. Loops share the listener's readiness: each wakes on it, accepts
+/// until the queue is empty (or its budget is spent) and only the loop that saw the
+/// queue empty clears it, so no connection is left waiting for an event.
+async fn serve<F, Fut>(port: Arc<Port<F>>)
+where
+    F: Fn(TcpStream, IpAddr, Arc<Responder>, FirstLook) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Port {
+        listener,
+        responder,
+        shutdown,
+        tracker,
+        fast,
+        slow,
+    } = &*port;
     loop {
         let mut ready = tokio::select! {
             r = listener.readable() => match r {
@@ -191,7 +257,7 @@ pub async fn accept_loop<F, Fut>(
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            let next = fast(&stream, admission.peer, &responder);
+            let next = fast(&stream, admission.peer, responder);
             if let FirstLook::Done = next {
                 continue;
             }
@@ -220,4 +286,106 @@ pub async fn accept_error(e: std::io::Error) {
         }
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static BLOCKED: AtomicBool = AtomicBool::new(false);
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+
+    /// Until `deadline` from now, wait for `flag`; whether it was set.
+    fn wait_for(flag: &AtomicBool, deadline: Duration) -> bool {
+        let until = Instant::now() + deadline;
+        while !flag.load(Ordering::SeqCst) {
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// A first look that reads one byte and answers `ok`; on `b` it first holds its
+    /// worker thread (as a long synchronous job would) until released.
+    fn blocking_fast(stream: &std::net::TcpStream, _: IpAddr, _: &Responder) -> FirstLook {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut b = [0u8; 1];
+        if matches!((&*stream).read(&mut b), Ok(1)) && b[0] == b'b' {
+            BLOCKED.store(true, Ordering::SeqCst);
+            wait_for(&RELEASE, Duration::from_secs(10));
+        }
+        let _ = (&*stream).write_all(b"ok");
+        FirstLook::Done
+    }
+
+    fn responder() -> Responder {
+        let cfg =
+            crate::config::from_str("[listen]\nhttp=\"127.0.0.1:1\"\n", "t", &Default::default())
+                .unwrap()
+                .config;
+        let config = Arc::new(ArcSwap::from_pointee(cfg));
+        let fleet = Arc::new(ArcSwap::from_pointee(Fleet::from_config(
+            config.load_full(),
+            None,
+        )));
+        Responder::new(config, fleet, Arc::new(Metrics::new()))
+    }
+
+    fn ask(addr: std::net::SocketAddr, byte: &[u8]) -> std::net::TcpStream {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(byte).unwrap();
+        c
+    }
+
+    fn answer(mut c: std::net::TcpStream) -> String {
+        let mut s = String::new();
+        let _ = c.read_to_string(&mut s);
+        s
+    }
+
+    /// With two worker threads there are two loops: a connection is answered while the
+    /// other loop's worker is held, and a shutdown stops both (the listener is closed).
+    #[test]
+    fn a_held_loop_does_not_hold_the_port_and_shutdown_stops_every_loop() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = rt.spawn(accept_loop(
+            listener,
+            Arc::new(responder()),
+            shutdown.clone(),
+            TaskTracker::new(),
+            blocking_fast,
+            |_, _, _, _| async {},
+        ));
+        let held = ask(addr, b"b");
+        assert!(
+            wait_for(&BLOCKED, Duration::from_secs(5)),
+            "the first look never ran"
+        );
+        // One loop is held: another must take this one.
+        let second = answer(ask(addr, b"x"));
+        RELEASE.store(true, Ordering::SeqCst);
+        assert_eq!(second, "ok", "not answered while one loop was held");
+        assert_eq!(answer(held), "ok");
+
+        shutdown.cancel();
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await })
+            .expect("every loop stops on shutdown")
+            .unwrap();
+        // No loop is left holding the listener.
+        let refused = std::net::TcpStream::connect(addr).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
 }
