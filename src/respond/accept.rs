@@ -292,33 +292,28 @@ pub async fn accept_error(e: std::io::Error) {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    static BLOCKED: AtomicBool = AtomicBool::new(false);
-    static RELEASE: AtomicBool = AtomicBool::new(false);
+    /// First looks under way at this moment.
+    static INSIDE: AtomicUsize = AtomicUsize::new(0);
+    /// Most first looks seen under way at once.
+    static MOST: AtomicUsize = AtomicUsize::new(0);
 
-    /// Until `deadline` from now, wait for `flag`; whether it was set.
-    fn wait_for(flag: &AtomicBool, deadline: Duration) -> bool {
-        let until = Instant::now() + deadline;
-        while !flag.load(Ordering::SeqCst) {
-            if Instant::now() >= until {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        true
-    }
-
-    /// A first look that reads one byte and answers `ok`; on `b` it first holds its
-    /// worker thread (as a long synchronous job would) until released.
-    fn blocking_fast(stream: &std::net::TcpStream, _: IpAddr, _: &Responder) -> FirstLook {
+    /// A first look that reads one byte, then stays (holding its worker thread, as a
+    /// long synchronous job would) until another first look is under way too, or
+    /// 500 ms have passed, and answers `ok`.
+    fn rendezvous_fast(stream: &std::net::TcpStream, _: IpAddr, _: &Responder) -> FirstLook {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
         let mut b = [0u8; 1];
-        if matches!((&*stream).read(&mut b), Ok(1)) && b[0] == b'b' {
-            BLOCKED.store(true, Ordering::SeqCst);
-            wait_for(&RELEASE, Duration::from_secs(10));
+        let _ = (&*stream).read(&mut b);
+        let now = INSIDE.fetch_add(1, Ordering::SeqCst) + 1;
+        MOST.fetch_max(now, Ordering::SeqCst);
+        let until = Instant::now() + Duration::from_millis(500);
+        while MOST.load(Ordering::SeqCst) < 2 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
         }
+        INSIDE.fetch_sub(1, Ordering::SeqCst);
         let _ = (&*stream).write_all(b"ok");
         FirstLook::Done
     }
@@ -336,23 +331,21 @@ mod tests {
         Responder::new(config, fleet, Arc::new(Metrics::new()))
     }
 
-    fn ask(addr: std::net::SocketAddr, byte: &[u8]) -> std::net::TcpStream {
+    fn ask(addr: std::net::SocketAddr) -> String {
         let mut c = std::net::TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        c.write_all(byte).unwrap();
-        c
-    }
-
-    fn answer(mut c: std::net::TcpStream) -> String {
+        c.write_all(b"x").unwrap();
         let mut s = String::new();
         let _ = c.read_to_string(&mut s);
         s
     }
 
-    /// With two worker threads there are two loops: a connection is answered while the
-    /// other loop's worker is held, and a shutdown stops both (the listener is closed).
+    /// With two worker threads there are two loops: two first looks run at the same
+    /// time (one loop alone never does: each waits 500 ms for the other, in vain), and
+    /// a shutdown stops every loop (the listener is closed). Which worker runs which
+    /// loop is the scheduler's choice, so several pairs are tried; one overlap is proof.
     #[test]
-    fn a_held_loop_does_not_hold_the_port_and_shutdown_stops_every_loop() {
+    fn two_workers_answer_at_once_and_shutdown_stops_every_loop() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -366,19 +359,25 @@ mod tests {
             Arc::new(responder()),
             shutdown.clone(),
             TaskTracker::new(),
-            blocking_fast,
+            rendezvous_fast,
             |_, _, _, _| async {},
         ));
-        let held = ask(addr, b"b");
+        for _ in 0..8 {
+            let pair = [
+                std::thread::spawn(move || ask(addr)),
+                std::thread::spawn(move || ask(addr)),
+            ];
+            for h in pair {
+                assert_eq!(h.join().unwrap(), "ok");
+            }
+            if MOST.load(Ordering::SeqCst) >= 2 {
+                break;
+            }
+        }
         assert!(
-            wait_for(&BLOCKED, Duration::from_secs(5)),
-            "the first look never ran"
+            MOST.load(Ordering::SeqCst) >= 2,
+            "no two checks were ever answered at once"
         );
-        // One loop is held: another must take this one.
-        let second = answer(ask(addr, b"x"));
-        RELEASE.store(true, Ordering::SeqCst);
-        assert_eq!(second, "ok", "not answered while one loop was held");
-        assert_eq!(answer(held), "ok");
 
         shutdown.cancel();
         rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await })
