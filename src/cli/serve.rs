@@ -54,9 +54,33 @@ pub(super) fn run(cli: Option<&Path>) -> i32 {
             return 1;
         }
     };
+    // The probers get a runtime of their own (README, "Fleet mode"): a thousand targets'
+    // rounds never queue ahead of a check on the responders' two workers; the OS shares
+    // the cores between the two.
+    let probe_rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("mysqlchk-probe")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the probers' runtime: {e}");
+            return 1;
+        }
+    };
     let shutdown = tokio_util::sync::CancellationToken::new();
-    rt.block_on(daemon::run(cfg, listeners, path, explicit, env, shutdown));
+    rt.block_on(daemon::run(
+        cfg,
+        listeners,
+        path,
+        explicit,
+        env,
+        shutdown,
+        probe_rt.handle().clone(),
+    ));
     rt.shutdown_timeout(Duration::from_secs(1));
+    probe_rt.shutdown_timeout(Duration::from_secs(1));
     0
 }
 

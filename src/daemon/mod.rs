@@ -293,7 +293,8 @@ async fn first_round(fleet: &Fleet, limit: Duration) -> bool {
         .is_ok()
 }
 
-/// Run until stopped. `path`/`explicit` say where reload re-reads the config from.
+/// Run until stopped. `path`/`explicit` say where reload re-reads the config from;
+/// the probers run on `probe_runtime`, everything else on the current one.
 pub async fn run(
     cfg: Config,
     listeners: Vec<Bound>,
@@ -301,6 +302,7 @@ pub async fn run(
     explicit: bool,
     env: BTreeMap<String, String>,
     shutdown: CancellationToken,
+    probe_runtime: tokio::runtime::Handle,
 ) {
     let signals = match Signals::install() {
         Ok(s) => Some(s),
@@ -329,6 +331,7 @@ pub async fn run(
         metrics.clone(),
         news.clone(),
         shutdown.clone(),
+        probe_runtime,
     );
     // The fleet-wide rules (README, "Verdict policy") read every target's snapshot on a
     // short tick and publish their decisions to each target's cell; responders never

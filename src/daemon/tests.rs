@@ -166,6 +166,7 @@ fn the_control_loop_acts_on_injected_events() {
                 metrics.clone(),
                 Default::default(),
                 shutdown.clone(),
+                tokio::runtime::Handle::current(),
             ),
             discoverers: crate::fleet::discoverer::Discoverers::start(
                 config.clone(),

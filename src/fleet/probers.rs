@@ -34,21 +34,26 @@ pub(crate) struct Probers {
     /// Rung by every prober whose verdicts changed (the HAProxy pushers wait on it).
     news: VerdictNews,
     shutdown: CancellationToken,
+    /// Where the probers run: a runtime of their own, so that checks are never queued
+    /// behind a thousand rounds on the responders' workers (README, "Fleet mode").
+    runtime: tokio::runtime::Handle,
 }
 
 impl Probers {
-    /// Start one prober per target of `fleet`, spread over the interval.
+    /// Start one prober per target of `fleet` on `runtime`, spread over the interval.
     pub(crate) fn start(
         fleet: &Fleet,
         metrics: Arc<Metrics>,
         news: VerdictNews,
         shutdown: CancellationToken,
+        runtime: tokio::runtime::Handle,
     ) -> Probers {
         let mut p = Probers {
             running: HashMap::new(),
             metrics,
             news,
             shutdown,
+            runtime,
         };
         p.apply(fleet);
         p
@@ -87,7 +92,7 @@ impl Probers {
                 tracing::Span::none()
             };
             let news = self.news.clone();
-            let task = tokio::spawn({
+            let task = self.runtime.spawn({
                 // In fleet mode its probe errors are counted under its name.
                 let metrics = self
                     .metrics
@@ -163,8 +168,13 @@ mod tests {
                 crate::fleet::tests::fleet(&[("a", "127.0.0.1", port), ("b", "127.0.0.1", port)]);
             let metrics = Arc::new(Metrics::new());
             let shutdown = CancellationToken::new();
-            let mut p =
-                Probers::start(&both, metrics.clone(), Default::default(), shutdown.clone());
+            let mut p = Probers::start(
+                &both,
+                metrics.clone(),
+                Default::default(),
+                shutdown.clone(),
+                tokio::runtime::Handle::current(),
+            );
             let deadline = Instant::now() + Duration::from_secs(20);
             while errors(&metrics, &both, "a").unwrap_or(0) == 0 {
                 assert!(Instant::now() < deadline, "no refused error counted for a");
