@@ -343,9 +343,13 @@ pub async fn run(
         shutdown.clone(),
     ));
     // Pushers never hold up the checker or a responder: they only read the watch.
+    let board = {
+        let fleet = fleet.clone();
+        move || fleet.load().board()
+    };
     tokio::spawn(crate::push::supervise(
         config.clone(),
-        fleet.clone(),
+        board,
         news,
         metrics.push.clone(),
         shutdown.clone(),

@@ -2,7 +2,9 @@
 //! sits between `checker` and `respond`: it owns the targets (each one's settings and
 //! published snapshot cell) and answers "which target does this request name"
 //! (`route`); verdicts stay pure and per target, taking as an input what the
-//! fleet-wide rules (`view`: minimum serving, one Galera writer) decided for it.
+//! fleet-wide rules (`view`: minimum serving, one Galera writer) decided for it. It
+//! also hands the HAProxy pushers every target's verdicts (`Fleet::board`), so `push`
+//! knows nothing of the fleet.
 //!
 //! Invariants: a [`Fleet`] is immutable once built and replaced whole behind an
 //! `ArcSwap`, so a request takes one load and sees one consistent set of targets; a
@@ -15,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{Config, Target as Address};
+use crate::push::desired::{Board, RoleVerdict, TargetVerdicts, Verdicts};
 use crate::role::Role;
 use crate::snapshot::Published;
 use crate::verdict::{evaluate_with, Overrides, State, Verdict};
@@ -117,6 +120,44 @@ impl Target {
             max_lag,
             &self.overrides.load(),
         )
+    }
+}
+
+impl Target {
+    /// Every role's verdict as of its latest round, for the HAProxy pushers: what the
+    /// responders answered when the round ended, fleet-wide decisions included (so a
+    /// push never contradicts a check). A target gone from the topology is down; one
+    /// without a round yet has no verdicts (HAProxy's own checks decide).
+    pub(crate) fn round_verdicts(&self) -> Verdicts {
+        let role_verdict = |role, state, maintenance| RoleVerdict {
+            role,
+            state,
+            maintenance,
+        };
+        if self.gone {
+            return Verdicts {
+                seq: 0,
+                roles: Role::ALL
+                    .iter()
+                    .map(|&role| role_verdict(role, State::Down, false))
+                    .collect(),
+            };
+        }
+        let Some(snap) = self.published.latest() else {
+            return Verdicts::default();
+        };
+        let overrides = self.overrides.load();
+        Verdicts {
+            seq: snap.seq,
+            roles: Role::ALL
+                .iter()
+                .map(|&role| {
+                    let check = &self.config.check;
+                    let v = evaluate_with(Some(&snap), snap.taken, check, role, None, &overrides);
+                    role_verdict(role, v.state, v.maintenance)
+                })
+                .collect(),
+        }
     }
 }
 
@@ -263,6 +304,26 @@ impl Fleet {
                 })
                 .collect(),
         )
+    }
+
+    /// Every target's verdicts and the address its server lines are matched by: what
+    /// the HAProxy pushers plan from.
+    pub(crate) fn board(&self) -> Board {
+        Board {
+            named: self.named,
+            targets: self
+                .targets
+                .iter()
+                .map(|t| TargetVerdicts {
+                    name: t.name.clone(),
+                    addr: match &t.config.mysql.target {
+                        Address::Tcp { host, port } => Some((host.clone(), *port)),
+                        Address::Socket(_) => None,
+                    },
+                    verdicts: t.round_verdicts(),
+                })
+                .collect(),
+        }
     }
 
     pub(crate) fn is_named(&self) -> bool {

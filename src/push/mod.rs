@@ -23,78 +23,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, HaproxySocket, Target as Address};
-use crate::fleet::{Fleet, Target};
-use crate::role::Role;
+use crate::config::{Config, HaproxySocket};
 use crate::snapshot::VerdictNews;
-use crate::verdict::{evaluate_with, State};
 use client::{Endpoint, Settings};
-use desired::{Board, RoleVerdict, TargetVerdicts, Verdicts};
+use desired::Board;
 use stats::{Node, Stats};
-
-/// Every role's verdict on `t` as of its latest round: what the responders answered
-/// when the round ended, fleet-wide decisions included (so a push never contradicts a
-/// check). A discovered target gone from the topology is down; one without a round yet
-/// has no verdicts (HAProxy's own checks decide).
-pub(crate) fn verdicts_of(t: &Target) -> Verdicts {
-    if t.gone {
-        return Verdicts {
-            seq: 0,
-            roles: Role::ALL
-                .iter()
-                .map(|&role| RoleVerdict {
-                    role,
-                    state: State::Down,
-                    maintenance: false,
-                })
-                .collect(),
-        };
-    }
-    let Some(snap) = t.published.latest() else {
-        return Verdicts::default();
-    };
-    let overrides = t.overrides.load();
-    Verdicts {
-        seq: snap.seq,
-        roles: Role::ALL
-            .iter()
-            .map(|&role| {
-                let v = evaluate_with(
-                    Some(&snap),
-                    snap.taken,
-                    &t.config.check,
-                    role,
-                    None,
-                    &overrides,
-                );
-                RoleVerdict {
-                    role,
-                    state: v.state,
-                    maintenance: v.maintenance,
-                }
-            })
-            .collect(),
-    }
-}
-
-/// Every target's verdicts, and the addresses server lines are matched by.
-pub(crate) fn board_of(fleet: &Fleet) -> Board {
-    Board {
-        named: fleet.is_named(),
-        targets: fleet
-            .targets()
-            .iter()
-            .map(|t| TargetVerdicts {
-                name: t.name.clone(),
-                addr: match &t.config.mysql.target {
-                    Address::Tcp { host, port } => Some((host.clone(), *port)),
-                    Address::Socket(_) => None,
-                },
-                verdicts: verdicts_of(t),
-            })
-            .collect(),
-    }
-}
 
 /// One pusher's settings per `[[haproxy]]` entry.
 fn settings(cfg: &Config) -> Vec<Settings> {
@@ -119,12 +52,13 @@ fn settings(cfg: &Config) -> Vec<Settings> {
         .collect()
 }
 
-/// Run one pusher per `[[haproxy]]` entry until `shutdown`, each reading the targets'
-/// verdicts from `fleet` when `news` rings; a reload that changes the entries replaces
-/// them all (a change of targets does not: the pushers read the fleet anew).
+/// Run one pusher per `[[haproxy]]` entry until `shutdown`, each reading every target's
+/// verdicts from `board` (the fleet's, `Fleet::board`) when `news` rings; a reload that
+/// changes the entries replaces them all (a change of targets does not: the pushers
+/// read the board anew).
 pub(crate) async fn supervise(
     config: Arc<ArcSwap<Config>>,
-    fleet: Arc<ArcSwap<Fleet>>,
+    board: impl Fn() -> Board + Clone + Send + 'static,
     news: VerdictNews,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -143,10 +77,9 @@ pub(crate) async fn supervise(
                 .map(|s| Arc::new(Node::new(s.endpoint.to_string())))
                 .collect();
             for (s, node) in wanted.iter().zip(&nodes) {
-                let fleet = fleet.clone();
                 tokio::spawn(client::run(
                     s.clone(),
-                    move || board_of(&fleet.load()),
+                    board.clone(),
                     news.subscribe(),
                     node.clone(),
                     stats.clone(),
