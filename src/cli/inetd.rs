@@ -133,7 +133,7 @@ fn exchange(cfg: &Config) -> Vec<u8> {
             Arc::new(cfg.clone()),
             published.clone(),
         )));
-        let render = || metrics.render(&fleet, false, now);
+        let render = || metrics.render(fleet.targets(), fleet.is_named(), false, now);
         let inputs = EndpointInputs {
             config: cfg,
             fleet: &fleet,

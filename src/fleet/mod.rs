@@ -161,6 +161,21 @@ impl Target {
     }
 }
 
+/// What `/metrics` reads of a target: the same answer the endpoints give.
+impl crate::metrics::Exposed for Arc<Target> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn latest(&self) -> Option<Arc<crate::snapshot::Snapshot>> {
+        self.published.latest()
+    }
+
+    fn answer(&self, now: std::time::Instant, role: Role) -> Verdict {
+        self.verdict(now, role, None)
+    }
+}
+
 /// One target of a fleet being built.
 struct Entry {
     name: String,

@@ -146,7 +146,7 @@ mod tests {
         let series =
             format!("mysqlchk_probe_errors_total{{target=\"{name}\",reason=\"refused\"}} ");
         metrics
-            .render(fleet, false, Instant::now())
+            .render(fleet.targets(), fleet.is_named(), false, Instant::now())
             .lines()
             .find_map(|l| l.strip_prefix(series.as_str())?.parse().ok())
     }

@@ -81,9 +81,12 @@ fn answer(buf: &[u8], peer: IpAddr, responder: &Responder) -> Option<(Vec<u8>, b
             let fleet = responder.fleet.load();
             let now = Instant::now();
             let metrics = || {
-                let mut text = responder
-                    .metrics
-                    .render(&fleet, !cfg.haproxy.is_empty(), now);
+                let mut text = responder.metrics.render(
+                    fleet.targets(),
+                    fleet.is_named(),
+                    !cfg.haproxy.is_empty(),
+                    now,
+                );
                 if !cfg.discover.is_empty() {
                     responder.metrics.discovery.render(&mut text);
                 }
