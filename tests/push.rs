@@ -324,7 +324,14 @@ fn a_fleet_checker_pushes_each_targets_verdicts_to_its_own_lines() {
         Duration::from_secs(5),
     );
     // db1 is a primary and db2 is healthy: their lines stay UP; `other` is nobody's.
-    thread::sleep(Duration::from_secs(1));
+    // Once every target has a round, any push due is made at the latest on the
+    // pusher's next heartbeat (every 250 ms here): watch two of them.
+    wait_until(Duration::from_secs(10), "a round of every target", || {
+        status(&d)["targets"]
+            .as_array()
+            .is_some_and(|ts| ts.len() == 3 && ts.iter().all(|t| t["snapshot"]["seq"].is_u64()))
+    });
+    thread::sleep(Duration::from_millis(500));
     for (be, srv) in [
         ("mysql-write", "srv-a"),
         ("mysql-write", "other"),

@@ -342,7 +342,8 @@ pub async fn run(
         news.clone(),
         shutdown.clone(),
     ));
-    // Pushers never hold up the checker or a responder: they only read the watch.
+    // Pushers never hold up the checker or a responder: they wait on the bell and
+    // read the fleet's board.
     let board = {
         let fleet = fleet.clone();
         move || fleet.load().board()

@@ -136,7 +136,6 @@ impl Target {
         };
         if self.gone {
             return Verdicts {
-                seq: 0,
                 roles: Role::ALL
                     .iter()
                     .map(|&role| role_verdict(role, State::Down, false))
@@ -148,7 +147,6 @@ impl Target {
         };
         let overrides = self.overrides.load();
         Verdicts {
-            seq: snap.seq,
             roles: Role::ALL
                 .iter()
                 .map(|&role| {

@@ -37,13 +37,13 @@ use sql::{
 /// leaves after an `interval`, less a fifth for the bounded disconnect and publishing,
 /// so a round that uses it all still publishes before the last snapshot goes stale.
 /// Never less than one step's `check.timeout`.
-/// How long a connection that lacks a privilege is kept before a new one is tried.
-pub(crate) const PRIVILEGE_RECONNECT: Duration = Duration::from_secs(10);
-
 pub fn round_budget(check: &Check) -> Duration {
     let room = check.stale_after.saturating_sub(check.interval);
     (room - room / 5).max(check.timeout)
 }
+
+/// How long a connection that lacks a privilege is kept before a new one is tried.
+pub(crate) const PRIVILEGE_RECONNECT: Duration = Duration::from_secs(10);
 
 /// What [`Probe::statement`] does with the reply's rows.
 #[derive(Clone, Copy)]

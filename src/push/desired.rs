@@ -28,10 +28,9 @@ pub struct RoleVerdict {
     pub maintenance: bool,
 }
 
-/// Every role's verdict after one round (what the checker publishes on a watch).
+/// One target's verdict in every role as of its latest round (`Target::round_verdicts`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verdicts {
-    pub seq: u64,
     pub roles: Vec<RoleVerdict>,
 }
 
@@ -352,7 +351,6 @@ mod tests {
             name: name.into(),
             addr: Some(("127.0.0.1".into(), 13306)),
             verdicts: Verdicts {
-                seq: 1,
                 roles: vec![RoleVerdict {
                     role,
                     state,
