@@ -234,14 +234,10 @@ impl Metrics {
                 env!("CARGO_PKG_VERSION")
             ),
         );
-        let is_named = named;
-        let named: Vec<&str> = targets
-            .iter()
-            .filter(|_| is_named)
-            .map(|t| t.name())
-            .collect();
+        // The target names that label series: none for a single server.
+        let names: Vec<&str> = targets.iter().filter(|_| named).map(|t| t.name()).collect();
         for (i, t) in targets.iter().enumerate() {
-            let tl = if is_named {
+            let tl = if named {
                 format!("target=\"{}\"", label(t.name()))
             } else {
                 String::new()
@@ -259,10 +255,10 @@ impl Metrics {
         let counters = lock(&self.target_counters);
         let zero = TargetCounters::default();
         let of = |n: &str| counters.get(n).map_or(&zero, |c| &**c);
-        let sets: Vec<(String, &ProbeErrors)> = if named.is_empty() {
+        let sets: Vec<(String, &ProbeErrors)> = if names.is_empty() {
             vec![(String::new(), &self.probe_errors)]
         } else {
-            named
+            names
                 .iter()
                 .map(|&n| (format!("target=\"{}\"", label(n)), &of(n).errors))
                 .collect()
@@ -284,7 +280,7 @@ impl Metrics {
         // Fleet mode only: each target's rounds, the denominator of its error share
         // (a single server's is the round histogram's count, so no family without
         // targets). Zero before its first round, as for the errors.
-        if !named.is_empty() {
+        if !names.is_empty() {
             o.add(
                 "mysqlchk_target_rounds_total",
                 "counter",
@@ -292,7 +288,7 @@ impl Metrics {
                 String::new(),
             );
         }
-        for &n in &named {
+        for &n in &names {
             o.add(
                 "mysqlchk_target_rounds_total",
                 "",
@@ -314,9 +310,9 @@ impl Metrics {
             "Verdict changes seen by the checker, by role and the state changed to.",
             String::new(),
         );
-        if !named.is_empty() {
+        if !names.is_empty() {
             let counts = lock(&self.target_transitions);
-            for &name in &named {
+            for &name in &names {
                 let c = counts.get(name).copied().unwrap_or_default();
                 for (i, r) in Role::ALL.iter().enumerate() {
                     for (j, s) in TRANSITION_STATES.iter().enumerate() {
@@ -336,7 +332,7 @@ impl Metrics {
                 }
             }
         }
-        for (i, r) in Role::ALL.iter().enumerate().filter(|_| named.is_empty()) {
+        for (i, r) in Role::ALL.iter().enumerate().filter(|_| names.is_empty()) {
             for (j, s) in TRANSITION_STATES.iter().enumerate() {
                 o.add(
                     "mysqlchk_transitions_total",
